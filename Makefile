@@ -1,0 +1,41 @@
+# The two commands: `make demo` starts the back office, `make test` runs the whole suite.
+# Everything else here is what those two need.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ADDR ?= 127.0.0.1:8000
+
+.PHONY: demo test install lint check-migrations clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.x)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,redis]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the back office on SQLite with demo data: web server and job worker, Ctrl-C stops both.
+demo: export DEBUG ?= 1
+demo: export LOG_FORMAT ?= console
+demo: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_setup --addr $(ADDR)
+	$(PY) manage.py serve --addr $(ADDR)
+
+## Run the whole test suite (SQLite by default; set DATABASE_URL for PostgreSQL).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+check-migrations: $(STAMP)
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The back office: the Django project, its domain apps and the plugin host."""

@@ -1,0 +1,1 @@
+"""The storefront JSON API (django-ninja), mounted at ``/api/v1/``."""

@@ -1,0 +1,44 @@
+"""The storefront API: one ``NinjaAPI`` that every area's router is added to."""
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Schema
+
+from shop_api.errors import ErrorOut, error_response, install_error_handlers
+
+API_VERSION = "1.0.0"
+
+api = NinjaAPI(
+    title="Storefront API",
+    version=API_VERSION,
+    description=(
+        "The JSON API storefronts are built on: accounts, catalog, cart, checkout, orders and "
+        "payments. Every 4xx answer has the same shape: `detail` (a message for people), "
+        "`code` (stable, for programs) and `errors` (field errors, on validation failures)."
+    ),
+    urls_namespace="api-v1",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+install_error_handlers(api)
+
+
+class StoreOut(Schema):
+    name: str
+    currency: str
+    api_version: str
+
+
+@api.get("/store", response={200: StoreOut, 429: ErrorOut}, tags=["store"])
+def store_info(request: HttpRequest) -> dict:
+    """The store's name and currency, which storefronts need to format prices."""
+    return {
+        "name": settings.STORE_NAME,
+        "currency": settings.STORE_CURRENCY,
+        "api_version": API_VERSION,
+    }
+
+
+def unknown_api_path(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """A path under the API that no route serves: a 404 in the API's error shape, not HTML."""
+    return error_response(api, request, 404, "Not found.")
