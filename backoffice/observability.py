@@ -96,10 +96,12 @@ class ServerTimingMiddleware:
         level = logging.DEBUG if request.path.startswith("/health/") else logging.INFO
         request_logger.log(
             level,
-            "%s %s %s",
+            "%s %s %s in %.1f ms (%d queries)",
             request.method,
             request.path,
             response.status_code,
+            total_ms,
+            timer.count,
             extra={
                 "method": request.method,
                 "path": request.path,

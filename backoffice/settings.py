@@ -302,7 +302,8 @@ LOGGING = {
     "loggers": {
         # Django's default config gives these their own handlers; route them to ours, once.
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        # runserver's access line repeats ours (which has the request id and timings).
+        "django.server": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
         "django-q": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
     },
 }
