@@ -68,7 +68,8 @@ def readiness() -> tuple[bool, dict[str, str]]:
         try:
             check()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            logger.warning("readiness check %s failed: %s", name, exc, exc_info=True)
+            # No traceback: probes repeat every few seconds while a dependency is down.
+            logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
             results[name] = f"error: {type(exc).__name__}"
         else:
             results[name] = "ok"

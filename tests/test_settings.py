@@ -90,6 +90,12 @@ def test_production_is_the_default_and_turns_on_secure_headers(monkeypatch, tmp_
     assert any(re.match(pattern, "health/ready") for pattern in s["SECURE_REDIRECT_EXEMPT"])
 
 
+def test_secure_cookies_can_be_turned_off_for_a_plain_http_stack(monkeypatch, tmp_path):
+    s = load_settings(monkeypatch, tmp_path, SECURE_COOKIES="0", **production_env())
+    assert s["SESSION_COOKIE_SECURE"] is False
+    assert s["CSRF_COOKIE_SECURE"] is False
+
+
 def test_development_mode_does_not_force_https(monkeypatch, tmp_path):
     s = load_settings(monkeypatch, tmp_path, DEBUG="1")
     assert "SECURE_SSL_REDIRECT" not in s
