@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "cachalot",
     "ninja",
     "backoffice",
+    "backoffice.catalog",
+    "backoffice.inventory",
 ]
 
 MIDDLEWARE = [
@@ -195,10 +197,10 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# Only read-mostly catalog apps may be cached; the catalog app adds itself here. Never stock,
+# Only read-mostly catalog apps may be cached. Never stock (inventory),
 # carts, orders, payments or django_q. An empty whitelist would make cachalot cache *every*
 # table, so cachalot stays off until the list names something.
-CACHALOT_ONLY_CACHABLE_APPS: frozenset[str] = frozenset()
+CACHALOT_ONLY_CACHABLE_APPS = frozenset({"catalog"})
 CACHALOT_UNCACHABLE_APPS = frozenset({"django_q", "sessions", "admin"})
 CACHALOT_ENABLED = env_bool("CACHALOT_ENABLED", True) and bool(CACHALOT_ONLY_CACHABLE_APPS)
 CACHALOT_TIMEOUT = 60 * 60

@@ -1,0 +1,217 @@
+"""The catalog: a category tree, products and their variants, images.
+
+Prices live on variants, as ``Decimal`` in the store currency (``backoffice.money``). Every product
+has at least one variant (a product without options has one "default" variant). Stock is kept per
+variant and warehouse in ``backoffice.inventory``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from mptt.models import MPTTModel, TreeForeignKey
+
+from backoffice.money import MONEY_FIELD_KWARGS
+
+CATEGORY_PATH_SEPARATOR = "/"
+
+
+class Category(MPTTModel):
+    """A node of the category tree. ``path`` is the slugs from the root, e.g. ``men/shirts``."""
+
+    parent = TreeForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=200, allow_unicode=True)
+    path = models.CharField(
+        _("path"),
+        max_length=1000,
+        unique=True,
+        editable=False,
+        help_text=_("Slugs from the root, separated by '/'; kept up to date on save and move."),
+    )
+    description = models.TextField(_("description"), blank=True)
+    image = models.ImageField(_("image"), upload_to="categories/", blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    position = models.PositiveIntegerField(
+        _("position"), default=0, help_text=_("Order among siblings; lower comes first.")
+    )
+    google_category_id = models.PositiveIntegerField(
+        _("Google product category id"), null=True, blank=True, unique=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class MPTTMeta:
+        order_insertion_by = ["position", "name"]
+
+    class Meta:
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent", "slug"], name="category_slug_unique_among_siblings"
+            ),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=Q(parent__isnull=True),
+                name="category_root_slug_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["tree_id", "lft"], name="category_tree_order")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def build_path(self) -> str:
+        if self.parent_id is None:
+            return self.slug
+        return f"{self.parent.path}{CATEGORY_PATH_SEPARATOR}{self.slug}"
+
+
+class Product(models.Model):
+    """What a customer looks at: a name, a description, images; bought through its variants."""
+
+    name = models.CharField(_("name"), max_length=255)
+    slug = models.SlugField(_("slug"), max_length=255, unique=True, allow_unicode=True)
+    description = models.TextField(_("description"), blank=True)
+    brand = models.CharField(_("brand"), max_length=120, blank=True, db_index=True)
+    product_type = models.CharField(_("type"), max_length=120, blank=True)
+    category = models.ForeignKey(
+        Category,
+        verbose_name=_("primary category"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="products",
+    )
+    extra_categories = models.ManyToManyField(
+        Category, verbose_name=_("extra categories"), blank=True, related_name="extra_products"
+    )
+    attributes = models.JSONField(
+        _("attributes"), default=dict, blank=True, help_text=_('e.g. {"material": "cotton"}')
+    )
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+    is_active = models.BooleanField(
+        _("published"), default=True, help_text=_("Shown in the storefront.")
+    )
+    is_featured = models.BooleanField(_("featured"), default=False)
+    seo_title = models.CharField(_("SEO title"), max_length=255, blank=True)
+    seo_description = models.CharField(_("SEO description"), max_length=320, blank=True)
+    google_category_id = models.PositiveIntegerField(
+        _("Google product category id"), null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        indexes = [
+            models.Index(fields=["is_active", "category"], name="product_active_category"),
+            models.Index(fields=["is_active", "-created_at", "id"], name="product_active_newest"),
+            models.Index(fields=["is_active", "name", "id"], name="product_active_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProductImage(models.Model):
+    """An image of a product: an uploaded file, or a URL it was imported from."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(_("image"), upload_to="products/", blank=True)
+    source_url = models.URLField(_("source URL"), max_length=1000, blank=True)
+    alt_text = models.CharField(_("alt text"), max_length=255, blank=True)
+    position = models.PositiveIntegerField(_("position"), default=0)
+
+    class Meta:
+        verbose_name = _("product image")
+        verbose_name_plural = _("product images")
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(image="") | ~Q(source_url=""), name="product_image_has_a_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.alt_text or self.source_url or self.image.name
+
+    @property
+    def url(self) -> str:
+        return self.image.url if self.image else self.source_url
+
+    def clean(self) -> None:
+        if not self.image and not self.source_url:
+            raise ValidationError(_("Upload an image or give its URL."))
+
+
+class Variant(models.Model):
+    """A buyable version of a product (a size, a colour): SKU, price and stock."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="variants")
+    sku = models.CharField(_("SKU"), max_length=64, unique=True)
+    name = models.CharField(
+        _("name"), max_length=255, blank=True, help_text=_("e.g. 'M / Red'; empty for a default")
+    )
+    option_values = models.JSONField(
+        _("options"), default=dict, blank=True, help_text=_('e.g. {"Size": "M", "Colour": "Red"}')
+    )
+    price = models.DecimalField(
+        _("price"), **MONEY_FIELD_KWARGS, validators=[MinValueValidator(0)]
+    )
+    compare_at_price = models.DecimalField(
+        _("compare-at price"),
+        **MONEY_FIELD_KWARGS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text=_("The 'was' price shown struck through; at least the price."),
+    )
+    cost_price = models.DecimalField(
+        _("cost price"), **MONEY_FIELD_KWARGS, null=True, blank=True,
+        validators=[MinValueValidator(0)],
+    )
+    barcode = models.CharField(_("barcode"), max_length=64, blank=True, db_index=True)
+    weight_grams = models.PositiveIntegerField(_("weight (g)"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    position = models.PositiveIntegerField(_("position"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("variant")
+        verbose_name_plural = _("variants")
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="variant_price_not_negative"),
+            models.CheckConstraint(
+                condition=Q(compare_at_price__isnull=True)
+                | Q(compare_at_price__gte=models.F("price")),
+                name="variant_compare_at_not_below_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_price__isnull=True) | Q(cost_price__gte=0),
+                name="variant_cost_not_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["product", "price"], name="variant_product_price")]
+
+    def __str__(self) -> str:
+        return f"{self.product.name} ({self.name})" if self.name else self.sku
+
+    def clean(self) -> None:
+        if (
+            self.compare_at_price is not None
+            and self.price is not None
+            and self.compare_at_price < self.price
+        ):
+            raise ValidationError(
+                {"compare_at_price": _("The compare-at price must not be below the price.")}
+            )
