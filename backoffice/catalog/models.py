@@ -70,7 +70,23 @@ class Category(MPTTModel):
     def build_path(self) -> str:
         if self.parent_id is None:
             return self.slug
-        return f"{self.parent.path}{CATEGORY_PATH_SEPARATOR}{self.slug}"
+        # From the database: an instance of the parent in memory may predate a rename above it.
+        parent_path = Category.objects.values_list("path", flat=True).get(pk=self.parent_id)
+        return f"{parent_path}{CATEGORY_PATH_SEPARATOR}{self.slug}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Keep ``path`` true for this node and, when it changed, for every descendant."""
+        old_path = (
+            Category.objects.filter(pk=self.pk).values_list("path", flat=True).first()
+            if self.pk
+            else None
+        )
+        self.path = self.build_path()
+        super().save(*args, **kwargs)
+        if old_path and old_path != self.path:
+            from backoffice.catalog.services import rewrite_descendant_paths
+
+            rewrite_descendant_paths(self, old_prefix=old_path)
 
 
 class Product(models.Model):

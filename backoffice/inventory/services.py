@@ -1,0 +1,199 @@
+"""Every change of stock goes through here, locks its rows and writes a movement.
+
+Rows are locked in primary-key order (``select_for_update``) so two transactions touching the
+same rows never deadlock. Nothing here calls out to a provider: callers must not hold these
+locks while talking to the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
+
+
+class StockError(Exception):
+    """A stock change that would break an invariant; nothing was changed."""
+
+
+class InsufficientStock(StockError):
+    def __init__(self, stock: Stock, requested_quantity: int) -> None:
+        self.stock = stock
+        self.requested_quantity = requested_quantity
+        super().__init__(
+            f"Stock of variant {stock.variant_id} in warehouse {stock.warehouse_id} cannot be "
+            f"{requested_quantity}: {stock.quantity_allocated} are allocated to orders."
+        )
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a staff user, or a label for a job, an import or an API key."""
+
+    user: AbstractBaseUser | None = None
+    label: str = ""
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None and self.user.is_authenticated else None
+
+
+SYSTEM = Actor(label="system")
+
+
+def default_warehouse() -> Warehouse:
+    """The warehouse imports and adjustments use unless told otherwise."""
+    warehouse = Warehouse.objects.filter(is_default=True).first()
+    if warehouse is None:
+        raise StockError("No default warehouse: mark one warehouse as the default.")
+    return warehouse
+
+
+def _locked_stock(variant_id: int, warehouse_id: int) -> Stock:
+    Stock.objects.get_or_create(variant_id=variant_id, warehouse_id=warehouse_id)
+    return Stock.objects.select_for_update().get(variant_id=variant_id, warehouse_id=warehouse_id)
+
+
+def _movement(
+    stock: Stock,
+    *,
+    reason: str,
+    quantity_change: int,
+    actor: Actor,
+    reference: str,
+    note: str,
+    allocated_change: int = 0,
+) -> StockMovement:
+    return StockMovement(
+        stock=stock,
+        reason=reason,
+        quantity_change=quantity_change,
+        allocated_change=allocated_change,
+        quantity_after=stock.quantity,
+        allocated_after=stock.quantity_allocated,
+        actor_id=actor.user_id,
+        actor_label=actor.label[:120],
+        reference=reference[:120],
+        note=note[:255],
+    )
+
+
+@transaction.atomic
+def adjust_stock(
+    *,
+    variant_id: int,
+    quantity_change: int,
+    reason: str = MovementReason.ADJUSTMENT,
+    warehouse_id: int | None = None,
+    actor: Actor = SYSTEM,
+    reference: str = "",
+    note: str = "",
+) -> Stock:
+    """Add (or, negative, remove) on-hand stock. It may not drop below what is allocated."""
+    warehouse_id = warehouse_id or default_warehouse().pk
+    stock = _locked_stock(variant_id, warehouse_id)
+    new_quantity = stock.quantity + quantity_change
+    if new_quantity < stock.quantity_allocated:
+        raise InsufficientStock(stock, new_quantity)
+    stock.quantity = new_quantity
+    stock.save(update_fields=["quantity", "updated_at"])
+    _movement(
+        stock, reason=reason, quantity_change=quantity_change, actor=actor,
+        reference=reference, note=note,
+    ).save()
+    return stock
+
+
+@transaction.atomic
+def set_stock_level(
+    *,
+    variant_id: int,
+    quantity: int,
+    reason: str = MovementReason.COUNT,
+    warehouse_id: int | None = None,
+    actor: Actor = SYSTEM,
+    reference: str = "",
+    note: str = "",
+) -> Stock:
+    """Set on-hand stock to a counted ``quantity``; the movement records the difference."""
+    if quantity < 0:
+        raise StockError("A stock level cannot be negative.")
+    warehouse_id = warehouse_id or default_warehouse().pk
+    stock = _locked_stock(variant_id, warehouse_id)
+    return adjust_stock(
+        variant_id=variant_id, warehouse_id=warehouse_id, quantity_change=quantity - stock.quantity,
+        reason=reason, actor=actor, reference=reference, note=note,
+    )
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    variant_id: int
+    warehouse_id: int
+    quantity: int
+
+
+@transaction.atomic
+def bulk_set_stock_levels(
+    levels: Iterable[StockLevel],
+    *,
+    reason: str = MovementReason.IMPORT,
+    actor: Actor = SYSTEM,
+    reference: str = "",
+) -> int:
+    """Set many stock levels in a few queries (imports); returns how many rows changed.
+
+    Existing rows are locked in primary-key order; a level below what is allocated refuses the
+    whole batch. Unchanged levels write no movement.
+    """
+    wanted = {(level.variant_id, level.warehouse_id): level.quantity for level in levels}
+    if not wanted:
+        return 0
+    if any(quantity < 0 for quantity in wanted.values()):
+        raise StockError("A stock level cannot be negative.")
+    variant_ids = {variant_id for variant_id, _ in wanted}
+    existing = {
+        (stock.variant_id, stock.warehouse_id): stock
+        for stock in Stock.objects.select_for_update()
+        .filter(variant_id__in=variant_ids)
+        .order_by("pk")
+    }
+    to_create = [
+        Stock(variant_id=variant_id, warehouse_id=warehouse_id, quantity=quantity)
+        for (variant_id, warehouse_id), quantity in wanted.items()
+        if (variant_id, warehouse_id) not in existing
+    ]
+    to_update = []
+    changes: list[tuple[Stock, int]] = []
+    for key, stock in existing.items():
+        if key not in wanted or wanted[key] == stock.quantity:
+            continue
+        if wanted[key] < stock.quantity_allocated:
+            raise InsufficientStock(stock, wanted[key])
+        changes.append((stock, wanted[key] - stock.quantity))
+        stock.quantity = wanted[key]
+        stock.updated_at = timezone.now()  # bulk_update does not apply auto_now
+        to_update.append(stock)
+    Stock.objects.bulk_create(to_create, batch_size=1000)
+    if to_create and to_create[0].pk is None:
+        # Backends that don't return ids from bulk inserts: read them back.
+        created = Stock.objects.filter(
+            variant_id__in={s.variant_id for s in to_create}
+        ).exclude(pk__in=[s.pk for s in existing.values()])
+        to_create = list(created)
+    Stock.objects.bulk_update(to_update, ["quantity", "updated_at"], batch_size=1000)
+    changes += [(stock, stock.quantity) for stock in to_create if stock.quantity]
+    StockMovement.objects.bulk_create(
+        [
+            _movement(stock, reason=reason, quantity_change=change, actor=actor,
+                      reference=reference, note="")
+            for stock, change in changes
+        ],
+        batch_size=1000,
+    )
+    return len(changes)
