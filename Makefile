@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
 .PHONY: demo test install lint check-migrations clean
@@ -17,7 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,redis]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(TEST_STAMP)
+
+# The example third-party plugin, installed through its own package as a stranger's would be,
+# for the tests that prove that path.
+$(TEST_STAMP): $(STAMP) examples/backoffice-webhook-notifier/pyproject.toml
+	$(PY) -m pip install --quiet -e examples/backoffice-webhook-notifier
+	@touch $(TEST_STAMP)
 
 ## Start the back office on SQLite with demo data: web server and job worker, Ctrl-C stops both.
 demo: export DEBUG ?= 1
@@ -28,8 +35,13 @@ demo: $(STAMP)
 	$(PY) manage.py serve --addr $(ADDR)
 
 ## Run the whole test suite (SQLite by default; set DATABASE_URL for PostgreSQL).
-test: $(STAMP)
+test: $(STAMP) $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Import benchmark: 100k Shopify variant rows, ours vs django-import-export (prints numbers).
+## SQLite by default; DATABASE_URL=postgres://... runs it in a fresh temporary database there.
+bench: $(STAMP)
+	$(PY) benchmarks/import_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,42 @@ class SidebarItem:
 SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
     (_("Store"), [SidebarItem(_("Dashboard"), "dashboard", url_name="admin:index")]),
     (
+        _("Catalog"),
+        [
+            SidebarItem(_("Products"), "inventory_2", "catalog.product"),
+            SidebarItem(_("Variants and SKUs"), "style", "catalog.variant"),
+            SidebarItem(_("Categories"), "account_tree", "catalog.category"),
+        ],
+    ),
+    (
+        _("Inventory"),
+        [
+            SidebarItem(_("Stock"), "warehouse", "inventory.stock"),
+            SidebarItem(_("Low stock"), "production_quantity_limits", "inventory.lowstock"),
+            SidebarItem(_("Stock movements"), "swap_vert", "inventory.stockmovement"),
+            SidebarItem(_("Warehouses"), "store", "inventory.warehouse"),
+        ],
+    ),
+    (
+        _("Imports and exports"),
+        [
+            SidebarItem(_("Imports"), "upload_file", "imports.importjob"),
+            SidebarItem(_("Exports"), "download", "imports.exportjob"),
+        ],
+    ),
+    (
+        _("Plugins"),
+        [
+            SidebarItem(_("Plugins"), "extension", "plugins.pluginconfig"),
+            SidebarItem(
+                _("Event deliveries"),
+                "outbox",
+                "plugins.plugineventdelivery",
+                badge="backoffice.admin_navigation.failed_deliveries_badge",
+            ),
+        ],
+    ),
+    (
         _("Jobs"),
         [
             SidebarItem(_("Scheduled jobs"), "schedule", "django_q.schedule"),
@@ -43,9 +79,18 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
         ],
     ),
     (
+        _("Customers"),
+        [
+            SidebarItem(_("Customers and staff"), "person", "auth.user"),
+            SidebarItem(_("Addresses"), "home_pin", "customers.address"),
+            SidebarItem(_("Reviews"), "reviews", "reviews.review"),
+            SidebarItem(_("API sessions"), "key", "customers.tokenfamily"),
+        ],
+    ),
+    (
         _("Access"),
         [
-            SidebarItem(_("Staff and customers"), "person", "auth.user"),
+            SidebarItem(_("API keys"), "vpn_key", "integrations.apikey"),
             SidebarItem(_("Groups"), "group", "auth.group"),
         ],
     ),
@@ -84,6 +129,13 @@ def failed_jobs_badge(request: HttpRequest) -> str:
     from django_q.models import Failure
 
     count = Failure.objects.count()
+    return str(count) if count else ""
+
+
+def failed_deliveries_badge(request: HttpRequest) -> str:
+    from backoffice.plugin_host.models import DeliveryStatus, PluginEventDelivery
+
+    count = PluginEventDelivery.objects.filter(status=DeliveryStatus.FAILED).count()
     return str(count) if count else ""
 
 

@@ -17,7 +17,23 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 DEMO_USERNAME = "admin"
-DEMO_LOADERS: list[Callable[[], str]] = []
+
+
+def _load_demo_catalog() -> str:
+    # Imported here: this module is read before the apps' models are ready.
+    from backoffice.catalog.demo import load_demo_catalog
+
+    return load_demo_catalog()
+
+
+def _activate_bundled_plugins() -> str:
+    from backoffice.plugin_host.services import activate_plugins
+
+    names = activate_plugins(["flat_rate_shipping", "manual_payment"])
+    return f"Plugins switched on: {', '.join(names)}" if names else "Plugins already on"
+
+
+DEMO_LOADERS: list[Callable[[], str]] = [_load_demo_catalog, _activate_bundled_plugins]
 
 
 @dataclass(frozen=True)

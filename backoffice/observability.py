@@ -112,3 +112,29 @@ class ServerTimingMiddleware:
             },
         )
         return response
+
+
+class NulCharacterGuardMiddleware:
+    """Refuses (400) a URL whose path or query string holds a NUL character.
+
+    PostgreSQL text cannot hold NUL, so a lookup or a search with one fails in the database: a
+    500 from bad input. Django's forms refuse NUL in bodies already; this covers the URL.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or any(
+            "\x00" in key or any("\x00" in v for v in values)
+            for key, values in request.GET.lists()
+        ):
+            from django.http import JsonResponse
+
+            return JsonResponse(
+                {"detail": "The URL must not contain NUL characters.", "code": "bad_request",
+                 "errors": []},
+                status=400,
+            )
+        return self.get_response(request)

@@ -71,6 +71,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 STORE_NAME = env_str("STORE_NAME", "Back office")
 STORE_CURRENCY = env_str("STORE_CURRENCY", "USD").upper()
+# Unpublish products once every active variant is sold out (a scheduled job).
+DEACTIVATE_SOLD_OUT_PRODUCTS = env_bool("DEACTIVATE_SOLD_OUT_PRODUCTS", True)
 
 INSTALLED_APPS = [
     # unfold and its contrib apps must come before django.contrib.admin.
@@ -93,6 +95,12 @@ INSTALLED_APPS = [
     "backoffice",
     "backoffice.catalog",
     "backoffice.inventory",
+    "backoffice.plugin_host",
+    "backoffice.customers",
+    "backoffice.reviews",
+    "backoffice.integrations",
+    "backoffice.checkout",
+    "backoffice.imports",
 ]
 
 MIDDLEWARE = [
@@ -101,6 +109,7 @@ MIDDLEWARE = [
     # Health probes are answered before the host check and the HTTPS redirect: load balancers
     # and kubelets call them by IP over plain HTTP.
     "backoffice.health.HealthCheckMiddleware",
+    "backoffice.observability.NulCharacterGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -119,7 +128,8 @@ ASGI_APPLICATION = "backoffice.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: unfold (listed first) would otherwise shadow our admin templates.
+        "DIRS": [BASE_DIR / "backoffice" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -197,13 +207,20 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# Only read-mostly catalog apps may be cached. Never stock (inventory),
-# carts, orders, payments or django_q. An empty whitelist would make cachalot cache *every*
-# table, so cachalot stays off until the list names something.
-CACHALOT_ONLY_CACHABLE_APPS = frozenset({"catalog"})
+# Only read-mostly apps may be cached: the catalog, and plugin settings (read on every call).
+# Never stock (inventory), carts, orders, payments or django_q. An empty whitelist would make
+# cachalot cache *every* table, so cachalot stays off until the list names something.
+CACHALOT_ONLY_CACHABLE_APPS = frozenset({"catalog", "plugins"})
 CACHALOT_UNCACHABLE_APPS = frozenset({"django_q", "sessions", "admin"})
 CACHALOT_ENABLED = env_bool("CACHALOT_ENABLED", True) and bool(CACHALOT_ONLY_CACHABLE_APPS)
 CACHALOT_TIMEOUT = 60 * 60
+
+# --- Imports and exports -------------------------------------------------------------------
+
+# Catalog imports run as jobs with their own log (ImportJob); an admin LogEntry per row would double
+# the writes of a 100k-row import.
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_USE_TRANSACTIONS = True
 
 # --- Auth ----------------------------------------------------------------------------------------
 
@@ -214,6 +231,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+
+# Where the storefront's "choose a new password" page is; {uid} and {token} are filled in.
+PASSWORD_RESET_URL = env_str(
+    "PASSWORD_RESET_URL", "http://localhost:3000/reset-password?uid={uid}&token={token}"
+)
+
+# --- Email ---------------------------------------------------------------------------------------
+
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "store@localhost")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Development prints emails to the console instead of sending them.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
 
 # --- Internationalisation ----------------------------------------------------------------------
 
@@ -321,6 +359,7 @@ UNFOLD = {
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "ENVIRONMENT": "backoffice.admin_navigation.environment_label",
+    "DASHBOARD_CALLBACK": "backoffice.dashboard.dashboard_callback",
     "COLORS": {
         "primary": {
             "50": "oklch(97.9% .021 166.113)",
@@ -343,9 +382,21 @@ UNFOLD = {
     },
 }
 
+# --- Plugins ------------------------------------------------------------------------------------
+
+# Entry-point names of the plugins to load (empty: all installed) and to never load.
+PLUGINS_ALLOW = env_list("PLUGINS_ALLOW")
+PLUGINS_BLOCK = env_list("PLUGINS_BLOCK")
+
 # --- Storefront API ---------------------------------------------------------------------------
 
 NINJA_PAGINATION_MAX_LIMIT = 100
 NINJA_PAGINATION_PER_PAGE = 24
+# Per client address, on the routes an attacker would hammer.
+AUTH_THROTTLE_RATES = {
+    "login": env_str("THROTTLE_LOGIN", "10/min"),
+    "register": env_str("THROTTLE_REGISTER", "10/hour"),
+    "password_reset": env_str("THROTTLE_PASSWORD_RESET", "5/hour"),
+}
 # Trust exactly this many proxies' X-Forwarded-For entries when throttling by client address.
 NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0)

@@ -4,7 +4,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 
+from backoffice.plugin_host.api_routers import mount_plugin_routers
 from shop_api.errors import ErrorOut, error_response, install_error_handlers
+from shop_api.routers import accounts, cart, integrations, reviews
 
 API_VERSION = "1.0.0"
 
@@ -37,6 +39,13 @@ def store_info(request: HttpRequest) -> dict:
         "currency": settings.STORE_CURRENCY,
         "api_version": API_VERSION,
     }
+
+
+api.add_router("/", accounts.router)
+api.add_router("/", reviews.router)
+api.add_router("/", integrations.router)
+api.add_router("/", cart.router)
+mount_plugin_routers(api)
 
 
 def unknown_api_path(request: HttpRequest, rest: str = "") -> HttpResponse:

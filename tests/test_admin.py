@@ -35,7 +35,7 @@ def test_dashboard_shows_the_sidebar_sections(staff_client, django_assert_max_nu
         response = staff_client.get("/admin/")
     assert response.status_code == 200
     html = response.content.decode()
-    for label in ("Scheduled jobs", "Finished jobs", "Failed jobs", "Staff and customers"):
+    for label in ("Scheduled jobs", "Finished jobs", "Failed jobs", "Customers and staff"):
         assert label in html
 
 
@@ -46,7 +46,7 @@ def test_sidebar_shows_only_what_the_staff_member_may_view(client, django_user_m
     html = client.get("/admin/").content.decode()
     assert "Scheduled jobs" in html
     assert "Failed jobs" not in html
-    assert "Staff and customers" not in html
+    assert "Customers and staff" not in html
 
 
 def test_failed_jobs_badge_counts_failures(staff_client):

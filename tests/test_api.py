@@ -146,3 +146,11 @@ def test_http_errors_share_the_shape(probe, url, status, code):
     assert response.status_code == status
     assert response.json()["code"] == code
     assert response.json()["errors"] == []
+
+
+@pytest.mark.parametrize("url", ["/api/v1/products/%00/reviews", "/api/v1/store?q=a%00b",
+                                 "/admin/auth/user/?q=%00"])
+def test_a_nul_character_in_the_url_is_a_400_not_a_database_error(client, url):
+    response = client.get(url)
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"

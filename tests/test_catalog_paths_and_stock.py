@@ -92,3 +92,29 @@ def test_every_change_writes_a_movement_with_what_it_left(variant):
     # Setting the same levels again changes nothing and writes nothing.
     assert bulk_set_stock_levels([StockLevel(variant.pk, warehouse, 9)]) == 0
     assert StockMovement.objects.count() == 4
+
+
+def test_stock_low_fires_once_when_stock_falls_to_its_threshold(
+    variant, register_plugin, django_capture_on_commit_callbacks
+):
+    from backoffice.hookspecs import hookimpl
+    from backoffice.plugin_host.models import PluginEvent
+
+    heard = []
+
+    class Buyer:
+        hookspec_version = ">=1.0,<2"
+
+        @hookimpl
+        def stock_low(self, sku, available, threshold):
+            heard.append((sku, available, threshold))
+
+    register_plugin(Buyer(), "buyer")
+    with django_capture_on_commit_callbacks(execute=True):
+        adjust_stock(variant_id=variant.pk, quantity_change=10)   # 10 > 5: fine
+        adjust_stock(variant_id=variant.pk, quantity_change=-5)   # 5: falls to the threshold
+        adjust_stock(variant_id=variant.pk, quantity_change=-2)   # 3: still low, no repeat
+        set_stock_level(variant_id=variant.pk, quantity=20)       # restocked
+        bulk_set_stock_levels([StockLevel(variant.pk, default_warehouse().pk, 1)])  # falls again
+    assert heard == [("TEE-1", 5, 5), ("TEE-1", 1, 5)]
+    assert PluginEvent.objects.filter(hook="stock_low").count() == 2

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat, Substr
+import logging
+from collections.abc import Iterable
+from decimal import Decimal
 
-from backoffice.catalog.models import CATEGORY_PATH_SEPARATOR, Category
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, QuerySet, Value
+from django.db.models.functions import Concat, Substr
+from django.utils import timezone
+
+from backoffice.catalog.models import CATEGORY_PATH_SEPARATOR, Category, Product, Variant
+from backoffice.money import quantize
+
+logger = logging.getLogger(__name__)
 
 
 def rewrite_descendant_paths(category: Category, *, old_prefix: str) -> int:
@@ -47,3 +56,104 @@ def move_category(
     category.save()
     category.refresh_from_db()
     return category
+
+
+class PriceChangeError(ValueError):
+    """A price change that would leave a price negative; nothing was changed."""
+
+
+@transaction.atomic
+def change_prices_by_percentage(
+    *,
+    product_ids: Iterable[int] | QuerySet,
+    percentage: Decimal,
+    include_compare_at: bool = False,
+) -> int:
+    """Raise (positive) or cut (negative) every variant price of the products by ``percentage``.
+
+    Each new price is rounded half-up to the store currency's places. A compare-at price is kept
+    (or, with ``include_compare_at``, changed by the same percentage), and raised to the new price
+    when it would fall below it. A percentage below -100 is refused. Returns the variants changed.
+    """
+    percentage = Decimal(percentage)
+    if not percentage.is_finite() or percentage < -100:
+        raise PriceChangeError(f"A change of {percentage}% would make prices negative.")
+    factor = 1 + percentage / 100
+    variants = list(
+        Variant.objects.select_for_update().filter(product_id__in=product_ids).order_by("pk")
+    )
+    changed = []
+    for variant in variants:
+        new_price = quantize(variant.price * factor)
+        compare_at = variant.compare_at_price
+        if compare_at is not None and include_compare_at:
+            compare_at = quantize(compare_at * factor)
+        if compare_at is not None and compare_at < new_price:
+            compare_at = new_price
+        if new_price == variant.price and compare_at == variant.compare_at_price:
+            continue
+        variant.price, variant.compare_at_price = new_price, compare_at
+        variant.updated_at = timezone.now()  # bulk_update does not apply auto_now
+        changed.append(variant)
+    Variant.objects.bulk_update(
+        changed, ["price", "compare_at_price", "updated_at"], batch_size=1000
+    )
+    return len(changed)
+
+
+def set_products_published(*, product_ids: Iterable[int] | QuerySet, published: bool) -> int:
+    """Publish or unpublish products; returns how many changed."""
+    return (
+        Product.objects.filter(pk__in=product_ids)
+        .exclude(is_active=published)
+        .update(is_active=published, updated_at=timezone.now())
+    )
+
+
+def set_products_featured(*, product_ids: Iterable[int] | QuerySet, featured: bool) -> int:
+    """Feature or unfeature products; returns how many changed."""
+    return (
+        Product.objects.filter(pk__in=product_ids)
+        .exclude(is_featured=featured)
+        .update(is_featured=featured, updated_at=timezone.now())
+    )
+
+
+def move_products_to_category(*, product_ids: Iterable[int] | QuerySet, category: Category) -> int:
+    """Make ``category`` the primary category of the products; returns how many changed."""
+    return (
+        Product.objects.filter(pk__in=product_ids)
+        .exclude(category=category)
+        .update(category=category, updated_at=timezone.now())
+    )
+
+
+def sold_out_products() -> QuerySet[Product]:
+    """Published products that have active variants, none of which has any stock available in
+    any warehouse (available = on hand - allocated, never negative per row)."""
+    from backoffice.inventory.models import Stock
+
+    active_variants = Variant.objects.filter(product=OuterRef("pk"), is_active=True)
+    available_stock = Stock.objects.filter(
+        variant__product=OuterRef("pk"),
+        variant__is_active=True,
+        quantity__gt=F("quantity_allocated"),
+    )
+    return Product.objects.filter(is_active=True).filter(
+        Exists(active_variants), ~Exists(available_stock)
+    )
+
+
+def deactivate_sold_out_products() -> int:
+    """Unpublish every sold-out product (see ``sold_out_products``), in one UPDATE.
+
+    Does nothing when ``settings.DEACTIVATE_SOLD_OUT_PRODUCTS`` is off. Returns the count.
+    """
+    if not getattr(settings, "DEACTIVATE_SOLD_OUT_PRODUCTS", True):
+        return 0
+    count = Product.objects.filter(pk__in=sold_out_products().values("pk")).update(
+        is_active=False, updated_at=timezone.now()
+    )
+    if count:
+        logger.info("Unpublished %d sold-out products", count)
+    return count

@@ -114,3 +114,12 @@ class StockMovement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} {self.quantity_change:+d}"
+
+
+class LowStock(Stock):
+    """Stock rows at or below their threshold: a changelist of its own in the admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("low stock")
+        verbose_name_plural = _("low stock")

@@ -59,6 +59,25 @@ def _locked_stock(variant_id: int, warehouse_id: int) -> Stock:
     return Stock.objects.select_for_update().get(variant_id=variant_id, warehouse_id=warehouse_id)
 
 
+def _report_if_low(stock: Stock, available_before: int) -> None:
+    """Tell plugins (``stock_low``, after commit) when a change takes a row down to its
+    threshold: once per fall, not again while it stays low."""
+    available = stock.quantity - stock.quantity_allocated
+    if not available_before > stock.low_stock_threshold >= available:
+        return
+    from backoffice.catalog.models import Variant
+    from backoffice.plugin_host.events import emit_event
+
+    sku = Variant.objects.filter(pk=stock.variant_id, is_active=True).values_list(
+        "sku", flat=True
+    ).first()
+    if sku is not None:
+        emit_event(
+            "stock_low", variant_id=stock.variant_id, sku=sku, warehouse_id=stock.warehouse_id,
+            available=available, threshold=stock.low_stock_threshold,
+        )
+
+
 def _movement(
     stock: Stock,
     *,
@@ -100,12 +119,14 @@ def adjust_stock(
     new_quantity = stock.quantity + quantity_change
     if new_quantity < stock.quantity_allocated:
         raise InsufficientStock(stock, new_quantity)
+    available_before = stock.quantity - stock.quantity_allocated
     stock.quantity = new_quantity
     stock.save(update_fields=["quantity", "updated_at"])
     _movement(
         stock, reason=reason, quantity_change=quantity_change, actor=actor,
         reference=reference, note=note,
     ).save()
+    _report_if_low(stock, available_before)
     return stock
 
 
@@ -170,12 +191,14 @@ def bulk_set_stock_levels(
     ]
     to_update = []
     changes: list[tuple[Stock, int]] = []
+    falling: list[tuple[Stock, int]] = []
     for key, stock in existing.items():
         if key not in wanted or wanted[key] == stock.quantity:
             continue
         if wanted[key] < stock.quantity_allocated:
             raise InsufficientStock(stock, wanted[key])
         changes.append((stock, wanted[key] - stock.quantity))
+        falling.append((stock, stock.quantity - stock.quantity_allocated))
         stock.quantity = wanted[key]
         stock.updated_at = timezone.now()  # bulk_update does not apply auto_now
         to_update.append(stock)
@@ -196,4 +219,6 @@ def bulk_set_stock_levels(
         ],
         batch_size=1000,
     )
+    for stock, available_before in falling:
+        _report_if_low(stock, available_before)
     return len(changes)

@@ -1,0 +1,59 @@
+"""Customers in the admin: profiles on the user page, addresses, and API sessions."""
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin, StackedInline
+from unfold.decorators import action, display
+
+from backoffice.customers.models import Address, CustomerProfile, TokenFamily
+from backoffice.customers.services import revoke_sessions
+
+
+class CustomerProfileInline(StackedInline):
+    model = CustomerProfile
+    can_delete = False
+    extra = 0
+    fields = ["phone", "accepts_marketing", "preferences"]
+
+
+@admin.register(Address)
+class AddressAdmin(ModelAdmin):
+    list_display = ["__str__", "customer", "city", "country", "is_default_shipping",
+                    "is_default_billing"]
+    list_filter = ["country", "is_default_shipping", "is_default_billing"]
+    search_fields = ["user__email", "first_name", "last_name", "line1", "city", "phone"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+    show_full_result_count = False
+
+    @display(description=_("customer"), ordering="user__email")
+    def customer(self, obj) -> str:
+        return obj.user.email
+
+
+@admin.register(TokenFamily)
+class SessionAdmin(ModelAdmin):
+    """API log-ins. Revoking one logs that device out at once."""
+
+    list_display = ["customer", "user_agent", "created_at", "revoked_at", "revoked_reason"]
+    list_filter = ["revoked_reason"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+    readonly_fields = ["user", "user_agent", "created_at", "revoked_at", "revoked_reason"]
+    actions = ["revoke"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @display(description=_("customer"), ordering="user__email")
+    def customer(self, obj) -> str:
+        return obj.user.email
+
+    @action(description=_("Revoke the selected sessions"), permissions=["delete"])
+    def revoke(self, request, queryset) -> None:
+        count = revoke_sessions(family_ids=list(queryset.values_list("pk", flat=True)))
+        messages.success(request, _("%(count)d sessions revoked.") % {"count": count})

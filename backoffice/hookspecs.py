@@ -1,0 +1,144 @@
+"""The plugin contract: every hook a plugin can implement.
+
+A plugin is a module or object found through the ``backoffice.plugins`` entry-point group. It
+declares which version of this contract it supports and implements any of the hooks below with
+``@hookimpl``, taking any subset of a hook's arguments, by name::
+
+    from backoffice.hookspecs import hookimpl
+
+    hookspec_version = ">=1.0,<2"
+
+    @hookimpl
+    def order_placed(order_id):
+        ...
+
+Three kinds of hooks:
+
+- **Registries** (``register_*``) hand the platform objects; every active plugin's are collected.
+- **Events** tell plugins what happened. They are delivered after the transaction commits, by a
+  job, to one plugin at a time, retried with backoff when a plugin raises; arguments are plain
+  JSON values (ids, not objects), so an event can wait in the outbox.
+- **Decisions** (``firstresult``) ask for an answer: the first plugin that returns something other
+  than ``None`` decides; if none does, the caller gets a typed error, never a silent default.
+
+``docs/plugins.md`` documents every hook with an example; a test fails when a hook is missing
+there or has no test.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pluggy
+
+from backoffice.plugin_host.protocols import (
+    DashboardWidget,
+    NotificationChannel,
+    PaymentProvider,
+    ScheduledJob,
+    ShippingMethod,
+    ShippingRequest,
+)
+
+PROJECT_NAME = "backoffice"
+# Bumped in the minor part for added hooks or arguments (plugins keep working), in the major part
+# for anything that breaks an existing plugin.
+HOOKSPEC_VERSION = "1.0"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --- Registries ---------------------------------------------------------------------------------
+
+
+@hookspec
+def register_payment_providers() -> list[PaymentProvider]:
+    """Payment providers this plugin offers (Stripe, M-Pesa, cash on delivery...)."""
+
+
+@hookspec
+def register_notification_channels() -> list[NotificationChannel]:
+    """Notification channels this plugin offers (email, SMS...)."""
+
+
+@hookspec
+def register_shipping_methods() -> list[ShippingMethod]:
+    """Shipping methods this plugin offers; their rates come from ``shipping_rate``."""
+
+
+@hookspec
+def register_api_routers() -> list[tuple[str, Any]]:
+    """Extra storefront API routes: ``(prefix, ninja.Router)`` pairs, mounted under
+    ``/api/v1/plugins/<plugin name>/<prefix>``."""
+
+
+@hookspec
+def register_schedules() -> list[ScheduledJob]:
+    """Jobs to run on a schedule (e.g. a nightly sync with an ERP)."""
+
+
+@hookspec
+def register_dashboard_widgets() -> list[DashboardWidget]:
+    """Numbers to show on the admin dashboard."""
+
+
+# --- Events (after commit, in a job, one plugin at a time) ---------------------------------------
+
+
+@hookspec
+def customer_registered(customer_id: int, email: str) -> None:
+    """A customer created an account."""
+
+
+@hookspec
+def order_placed(order_id: int, order_number: str, total: str, currency: str) -> None:
+    """An order was placed (``total`` is a decimal string)."""
+
+
+@hookspec
+def order_status_changed(
+    order_id: int, order_number: str, old_status: str, new_status: str
+) -> None:
+    """An order moved from one status to another."""
+
+
+@hookspec
+def payment_status_changed(
+    payment_id: int, order_id: int, provider: str, old_status: str, new_status: str
+) -> None:
+    """A payment moved from one status to another."""
+
+
+@hookspec
+def shipment_created(shipment_id: int, order_id: int, carrier: str, tracking_number: str) -> None:
+    """A shipment was created for an order."""
+
+
+@hookspec
+def stock_low(variant_id: int, sku: str, warehouse_id: int, available: int, threshold: int) -> None:
+    """Available stock of a variant in a warehouse fell to its low-stock threshold or below."""
+
+
+@hookspec
+def import_finished(job_id: int, kind: str, summary: dict) -> None:
+    """A bulk import finished (``summary`` counts created, updated, unchanged, errors)."""
+
+
+# --- Decisions (firstresult) ---------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def shipping_rate(method_code: str, request: ShippingRequest) -> Decimal | None:
+    """The price of shipping ``request`` with the method ``method_code``.
+
+    Return ``None`` when the method is not yours; raise ``ShippingUnavailable`` when it is yours
+    but cannot ship this request.
+    """
+
+
+HOOK_NAMES = frozenset(
+    name for name, value in dict(globals()).items()
+    if callable(value) and hasattr(value, f"{PROJECT_NAME}_spec")
+)

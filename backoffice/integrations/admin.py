@@ -1,0 +1,61 @@
+"""API keys in the admin: the full key is shown once, right after it is created."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from backoffice.integrations.models import ApiKey, Scope
+from backoffice.integrations.services import create_api_key, revoke_api_keys
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "scope_list", "created_at", "last_used_at", "state"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key's scopes never change after it is handed out: make a new key instead.
+        return ["name", "scopes", "prefix", "created_by", "created_at", "last_used_at",
+                "revoked_at"] if obj else []
+
+    def get_fields(self, request, obj=None):
+        return self.get_readonly_fields(request, obj) if obj else ["name", "scopes"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return
+        key, raw = create_api_key(
+            name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
+            created_by=request.user,
+        )
+        obj.pk = key.pk
+        messages.warning(request, format_html(
+            "Copy this key now; it is not shown again: <code>{}</code>", raw,
+        ))
+
+    @display(description=_("scopes"))
+    def scope_list(self, obj) -> str:
+        return ", ".join(obj.scopes)
+
+    @display(description=_("state"), label={"active": "success", "revoked": "danger"})
+    def state(self, obj) -> str:
+        return "revoked" if obj.revoked_at else "active"
+
+    @action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke(self, request, queryset) -> None:
+        count = revoke_api_keys(key_ids=queryset.values_list("pk", flat=True))
+        messages.success(request, _("%(count)d keys revoked.") % {"count": count})

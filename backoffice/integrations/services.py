@@ -1,0 +1,64 @@
+"""Creating, checking and revoking API keys.
+
+A key reads ``bo_<prefix>_<secret>``. Only the SHA-256 of the secret is stored, with the prefix
+to find it; the whole key is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from backoffice.integrations.models import ApiKey, Scope
+
+KEY_PREFIX = "bo"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(
+    *, name: str, scopes: Iterable[str], created_by: AbstractBaseUser | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns it and the only copy of the full key string."""
+    scopes = sorted(set(scopes))
+    unknown = set(scopes) - set(Scope.values)
+    if unknown or not scopes:
+        raise ValueError(f"choose scopes among {sorted(Scope.values)}; got {scopes}")
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        name=name, prefix=prefix, key_hash=_hash(secret), scopes=scopes,
+        created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+    )
+    return key, f"{KEY_PREFIX}_{prefix}_{secret}"
+
+
+def key_for(raw: str) -> ApiKey | None:
+    """The live key ``raw`` stands for, or None. Constant-time comparison of the secret."""
+    try:
+        marker, prefix, secret = raw.split("_", 2)
+    except ValueError:
+        return None
+    if marker != KEY_PREFIX:
+        return None
+    key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(secret)):
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        # At most one write a minute per key: "last used" need not cost a write per request.
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def revoke_api_keys(*, key_ids: Iterable[int]) -> int:
+    return ApiKey.objects.filter(pk__in=list(key_ids), revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )

@@ -1,0 +1,238 @@
+"""Plugins in the admin: switch them on, fill in their settings, watch their event deliveries."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from backoffice.plugin_host.config import ConfigField
+from backoffice.plugin_host.errors import PluginConfigError
+from backoffice.plugin_host.events import retry_failed
+from backoffice.plugin_host.loading import get_plugin_host
+from backoffice.plugin_host.models import (
+    DeliveryStatus,
+    PluginConfig,
+    PluginEvent,
+    PluginEventDelivery,
+)
+from backoffice.plugin_host.services import plan_plugin_config, update_plugin_config
+
+SETTING_PREFIX = "setting__"
+
+
+def _form_field(field_: ConfigField, source: str, env_name: str, has_value: bool) -> forms.Field:
+    common = {"label": field_.label, "required": False, "help_text": field_.help_text}
+    if source == "env":
+        common["help_text"] = _("Set by the environment variable %(name)s, which wins.") % {
+            "name": env_name
+        }
+        common["disabled"] = True
+    if field_.is_secret:
+        state = _("A value is saved; leave blank to keep it.") if has_value else _("Not set.")
+        if source != "env":
+            common["help_text"] = f"{state} {field_.help_text}".strip()
+        return forms.CharField(widget=forms.PasswordInput(render_value=False), **common)
+    if field_.kind == "bool":
+        return forms.BooleanField(**common)
+    if field_.kind == "int":
+        return forms.IntegerField(**common)
+    if field_.kind == "decimal":
+        return forms.DecimalField(**common)
+    if field_.kind == "choice":
+        return forms.ChoiceField(choices=[("", "---"), *field_.choices], **common)
+    if field_.kind == "text":
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), **common)
+    if field_.kind == "url":
+        return forms.URLField(assume_scheme="https", **common)
+    return forms.CharField(**common)
+
+
+class PluginConfigForm(forms.ModelForm):
+    class Meta:
+        model = PluginConfig
+        fields = ["active"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        host = get_plugin_host()
+        self.plugin = host.plugins.get(self.instance.identifier)
+        if self.plugin is None:
+            return
+        resolved = host.config(self.instance.identifier, stored=self.instance.settings)
+        for field_ in self.plugin.config_fields:
+            stored = self.instance.settings.get(field_.name)
+            form_field = _form_field(
+                field_, resolved.sources[field_.name], field_.env_name(self.plugin.name),
+                has_value=stored not in (None, ""),
+            )
+            if not field_.is_secret:
+                form_field.initial = stored
+            self.fields[SETTING_PREFIX + field_.name] = form_field
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.plugin is None:
+            raise forms.ValidationError(_("This plugin is not installed; it cannot be changed."))
+        changes = {}
+        for field_ in self.plugin.config_fields:
+            key = SETTING_PREFIX + field_.name
+            if self.fields[key].disabled:
+                continue
+            value = cleaned.get(key)
+            changes[field_.name] = (value or None) if field_.is_secret else value
+        self.setting_changes = changes
+        _planned, errors = plan_plugin_config(
+            identifier=self.plugin.name, stored=self.instance.settings, changes=changes,
+            active=bool(cleaned.get("active")),
+        )
+        for name, message in errors.items():
+            key = SETTING_PREFIX + name
+            if key in self.fields and not self.fields[key].disabled:
+                self.add_error(key, message)
+            else:
+                self.add_error("active", f"{name}: {message}")
+        return cleaned
+
+
+@admin.register(PluginConfig)
+class PluginConfigAdmin(ModelAdmin):
+    form = PluginConfigForm
+    list_display = ["identifier", "label", "version", "active", "state", "hooks"]
+    list_filter = ["active"]
+    search_fields = ["identifier"]
+    readonly_fields = ["identifier", "about"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # rows come from installed plugins
+
+    def get_fields(self, request, obj=None):
+        return ["identifier", "about", "active", *self._setting_fields(obj)]
+
+    def _setting_fields(self, obj) -> list[str]:
+        plugin = get_plugin_host().plugins.get(obj.identifier) if obj else None
+        return [SETTING_PREFIX + f.name for f in plugin.config_fields] if plugin else []
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["fields"] = ["active"]
+        return super().get_form(request, obj, change, **kwargs)
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            update_plugin_config(
+                identifier=obj.identifier, active=form.cleaned_data["active"],
+                changes=form.setting_changes, user=request.user,
+            )
+        except PluginConfigError as exc:
+            # Re-validated under a row lock: a concurrent change may have made it invalid.
+            messages.error(request, str(exc))
+
+    @display(description=_("name"))
+    def label(self, obj) -> str:
+        plugin = get_plugin_host().plugins.get(obj.identifier)
+        return plugin.label if plugin else "—"
+
+    @display(description=_("version"))
+    def version(self, obj) -> str:
+        plugin = get_plugin_host().plugins.get(obj.identifier)
+        return plugin.version if plugin else "—"
+
+    @display(description=_("state"), label={
+        "ready": "success", "missing settings": "warning", "not installed": "danger",
+        "refused": "danger",
+    })
+    def state(self, obj) -> str:
+        host = get_plugin_host()
+        if obj.identifier in host.refused:
+            return "refused"
+        if obj.identifier not in host.plugins:
+            return "not installed"
+        resolved = host.config(obj.identifier, stored=obj.settings)
+        return "ready" if resolved.is_complete else "missing settings"
+
+    @display(description=_("hooks"))
+    def hooks(self, obj) -> str:
+        plugin = get_plugin_host().plugins.get(obj.identifier)
+        return ", ".join(plugin.hooks) if plugin else ""
+
+    @display(description=_("about"))
+    def about(self, obj) -> str:
+        host = get_plugin_host()
+        if obj.identifier in host.refused:
+            return host.refused[obj.identifier]
+        plugin = host.plugins.get(obj.identifier)
+        if plugin is None:
+            return _("Not installed: its settings are kept for when it comes back.")
+        return format_html(
+            "{}<br><small>{} {} · hook specs {}</small>",
+            plugin.description or plugin.label, plugin.distribution, plugin.version,
+            plugin.hookspec_version,
+        )
+
+
+class DeliveryInline(admin.TabularInline):
+    model = PluginEventDelivery
+    extra = 0
+    can_delete = False
+    fields = ["plugin", "status", "attempts", "next_attempt_at", "delivered_at", "last_error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PluginEvent)
+class PluginEventAdmin(ModelAdmin):
+    list_display = ["id", "hook", "created_at"]
+    list_filter = ["hook"]
+    readonly_fields = ["hook", "payload", "created_at"]
+    inlines = [DeliveryInline]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PluginEventDelivery)
+class PluginEventDeliveryAdmin(ModelAdmin):
+    list_display = ["id", "event_hook", "plugin", "delivery_status", "attempts", "next_attempt_at",
+                    "short_error"]
+    list_filter = ["status", "plugin"]
+    list_select_related = ["event"]
+    readonly_fields = ["event", "plugin", "status", "attempts", "next_attempt_at", "started_at",
+                       "delivered_at", "last_error"]
+    actions = ["retry"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @display(description=_("event"))
+    def event_hook(self, obj) -> str:
+        return obj.event.hook
+
+    @display(description=_("status"), label={
+        DeliveryStatus.DELIVERED: "success", DeliveryStatus.PENDING: "info",
+        DeliveryStatus.RUNNING: "info", DeliveryStatus.FAILED: "danger",
+    })
+    def delivery_status(self, obj) -> str:
+        return obj.status
+
+    @display(description=_("last error"))
+    def short_error(self, obj) -> str:
+        lines = obj.last_error.strip().splitlines()
+        return lines[-1][:120] if lines else ""
+
+    @action(description=_("Retry the selected failed deliveries"))
+    def retry(self, request, queryset) -> None:
+        count = retry_failed(list(queryset.values_list("pk", flat=True)))
+        messages.success(request, _("%(count)d deliveries will be tried again.") % {"count": count})

@@ -1,0 +1,137 @@
+"""Plugin settings: declared by the plugin, stored in ``PluginConfig``, overridden by the env.
+
+A plugin declares ``config_fields = [ConfigField(...), ...]``. The effective value of a field is,
+in order: the environment variable (``<PLUGIN>_<FIELD>`` upper-cased, or the field's ``env``),
+the value saved in the admin, the field's default. Secret fields are write-only in the admin.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+FieldKind = Literal["str", "text", "secret", "int", "bool", "decimal", "url", "choice"]
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One setting a plugin needs, shown as a form field in the admin."""
+
+    name: str
+    label: str
+    kind: FieldKind = "str"
+    required: bool = False
+    default: Any = None
+    help_text: str = ""
+    choices: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    env: str = ""
+
+    @property
+    def is_secret(self) -> bool:
+        return self.kind == "secret"
+
+    def env_name(self, plugin: str) -> str:
+        return self.env or f"{plugin}_{self.name}".upper().replace("-", "_").replace(".", "_")
+
+
+def coerce(field_: ConfigField, raw: Any) -> Any:
+    """Turn a stored or environment value into the field's type; ValueError when it can't."""
+    if raw is None or raw == "":
+        return None
+    if field_.kind == "int":
+        return int(raw)
+    if field_.kind == "bool":
+        return raw if isinstance(raw, bool) else str(raw).strip().lower() in _TRUE
+    if field_.kind == "decimal":
+        if isinstance(raw, float):
+            raise ValueError("a decimal setting must not be a float")
+        try:
+            value = Decimal(str(raw))
+        except InvalidOperation:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not value.is_finite():
+            raise ValueError(f"{raw!r} is not a number")
+        return value
+    if field_.kind == "choice":
+        allowed = {key for key, _ in field_.choices}
+        if str(raw) not in allowed:
+            raise ValueError(f"{raw!r} is not one of {sorted(allowed)}")
+        return str(raw)
+    if field_.kind == "url":
+        text = str(raw).strip()
+        if not text.startswith(("https://", "http://")):
+            raise ValueError(f"{text!r} is not an http(s) URL")
+        return text
+    return str(raw)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    values: dict[str, Any]
+    sources: dict[str, Literal["env", "admin", "default", "missing"]]
+    errors: dict[str, str]
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, source in self.sources.items() if source == "missing"]
+
+    @property
+    def is_complete(self) -> bool:
+        return not self.missing and not self.errors
+
+
+def resolve_config(
+    plugin: str,
+    fields: Sequence[ConfigField],
+    stored: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """The effective settings of ``plugin``: environment, then stored values, then defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field_ in fields:
+        env_value = environ.get(field_.env_name(plugin))
+        if env_value not in (None, ""):
+            raw, source = env_value, "env"
+        elif stored.get(field_.name) not in (None, ""):
+            raw, source = stored[field_.name], "admin"
+        elif field_.default is not None:
+            raw, source = field_.default, "default"
+        else:
+            raw, source = None, "missing" if field_.required else "default"
+        try:
+            values[field_.name] = coerce(field_, raw)
+        except (ValueError, TypeError) as exc:
+            errors[field_.name] = str(exc)
+            values[field_.name] = None
+        sources[field_.name] = source
+    return ResolvedConfig(values=values, sources=sources, errors=errors)
+
+
+def sync_plugin_configs(using: str = "default") -> list[str]:
+    """Make sure every loaded plugin has a ``PluginConfig`` row; return the names added.
+
+    New rows start inactive: a merchant turns a plugin on in the admin, where missing settings
+    are caught. Rows of plugins no longer installed are kept (their settings survive a reinstall).
+    """
+    from django.db import DatabaseError
+
+    from backoffice.plugin_host.loading import get_plugin_host
+    from backoffice.plugin_host.models import PluginConfig
+
+    host = get_plugin_host()
+    try:
+        existing = set(PluginConfig.objects.using(using).values_list("identifier", flat=True))
+    except DatabaseError:  # the table does not exist yet (migrating an older database)
+        return []
+    added = [name for name in host.plugins if name not in existing]
+    PluginConfig.objects.using(using).bulk_create(
+        [PluginConfig(identifier=name, active=False) for name in added]
+    )
+    return added

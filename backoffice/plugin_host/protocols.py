@@ -1,0 +1,222 @@
+"""What a plugin hands the platform: payment providers, notification channels, shipping methods.
+
+Each is a plain object with a few attributes and methods (``typing.Protocol``: no base class to
+inherit). The platform passes every call the plugin's resolved configuration (``config``), so a
+provider object holds no secrets of its own. Amounts are ``Decimal`` in ``currency``; never float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from backoffice.plugin_host.config import ConfigField
+
+# --- Payments -----------------------------------------------------------------------------------
+
+PaymentStatus = Literal[
+    "pending", "requires_action", "succeeded", "failed", "cancelled", "refunded",
+    "partially_refunded",
+]
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """What a provider needs to start taking a payment."""
+
+    payment_id: int
+    order_number: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    customer_email: str = ""
+    customer_phone: str = ""
+    description: str = ""
+    return_url: str = ""
+    cancel_url: str = ""
+    callback_url: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """What the storefront does next: redirect, wait for the phone, show instructions, nothing."""
+
+    kind: Literal["redirect", "approve_on_phone", "instructions", "none"]
+    url: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentInitiation:
+    provider_reference: str
+    status: PaymentStatus
+    next_action: NextAction
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An incoming webhook as received: the raw body (signatures are over the raw bytes)."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One verified event from a provider. ``event_id`` is unique per provider (replays no-op)."""
+
+    event_id: str
+    provider_reference: str
+    status: PaymentStatus
+    amount: Decimal | None = None
+    currency: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderPaymentStatus:
+    status: PaymentStatus
+    amount: Decimal | None = None
+    currency: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    provider_reference: str
+    amount: Decimal
+    currency: str
+    idempotency_key: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    status: Literal["succeeded", "pending", "failed"]
+    provider_refund_id: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PaymentProvider(Protocol):
+    """A way to get paid. Payments are routed to exactly one provider by ``code``."""
+
+    code: str
+    name: str
+    supports_refunds: bool
+
+    def initiate(self, request: PaymentRequest, config: Mapping[str, Any]) -> PaymentInitiation:
+        """Start a payment; say what the customer does next."""
+
+    def verify_webhook(
+        self, request: WebhookRequest, config: Mapping[str, Any]
+    ) -> Sequence[ProviderEvent]:
+        """Verify a webhook (raise ``WebhookVerificationError`` if it is not genuine)."""
+
+    def query_status(
+        self, provider_reference: str, config: Mapping[str, Any]
+    ) -> ProviderPaymentStatus:
+        """Ask the provider where a payment stands (reconciliation)."""
+
+    def refund(self, request: RefundRequest, config: Mapping[str, Any]) -> RefundResult:
+        """Refund all or part of a payment."""
+
+
+# --- Notifications ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message to one recipient: an email address or a phone number in +<country> form."""
+
+    recipient: str
+    subject: str
+    body: str
+    event: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: Literal["sent", "queued", "failed"]
+    provider_message_id: str = ""
+    error: str = ""
+
+
+@runtime_checkable
+class NotificationChannel(Protocol):
+    """A way to reach a customer or the merchant (email, SMS...)."""
+
+    code: str
+    name: str
+
+    def send(self, notification: Notification, config: Mapping[str, Any]) -> DeliveryResult:
+        """Send one notification; raise on a temporary failure so the job retries."""
+
+
+# --- Shipping -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShippingMethod:
+    """A shipping option the storefront can offer; the ``shipping_rate`` hook prices it."""
+
+    code: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ShippingRequest:
+    """What is being shipped, and where: enough for a rate, nothing that identifies a person."""
+
+    subtotal: Decimal
+    currency: str
+    item_count: int
+    weight_grams: int = 0
+    country: str = ""
+    postal_code: str = ""
+
+
+@dataclass(frozen=True)
+class ShippingRate:
+    method_code: str
+    amount: Decimal
+    currency: str
+    label: str = ""
+
+
+# --- Admin --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardWidget:
+    """A number on the admin dashboard: ``value(request)`` is called when the page renders."""
+
+    title: str
+    value: Any  # Callable[[HttpRequest], str | int]
+    link: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A job to run on a schedule: ``func`` is a dotted path; ``cron`` or ``minutes`` says when."""
+
+    name: str
+    func: str
+    minutes: int | None = None
+    cron: str = ""
+
+
+__all__ = [
+    "ConfigField", "DashboardWidget", "DeliveryResult", "NextAction", "Notification",
+    "NotificationChannel", "PaymentInitiation", "PaymentProvider", "PaymentRequest",
+    "PaymentStatus", "ProviderEvent", "ProviderPaymentStatus", "RefundRequest", "RefundResult",
+    "ScheduledJob", "ShippingMethod", "ShippingRate", "ShippingRequest", "WebhookRequest",
+]

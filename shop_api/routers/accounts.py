@@ -1,0 +1,300 @@
+"""Accounts: register, log in, tokens, passwords, profile and addresses."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Field, Router, Schema, Status
+from pydantic import StringConstraints
+
+from backoffice.checkout.cart import merge_guest_cart
+from backoffice.customers import services
+from backoffice.customers.models import Address, CustomerProfile
+from shop_api.auth import ClientAddressThrottle, customer_auth
+from shop_api.errors import ApiError
+from shop_api.schemas import ERROR_RESPONSES, InputSchema
+
+router = Router(tags=["accounts"])
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ERRORS = ERROR_RESPONSES
+
+
+def _account_error(exc: services.AccountError, status: int = 400) -> ApiError:
+    errors = [{"field": exc.field, "message": str(exc), "code": exc.code}] if exc.field else []
+    return ApiError(status, exc.code, str(exc), errors)
+
+
+def _merge_guest_cart(request: HttpRequest, user) -> None:
+    """A guest who logs in keeps what they put in their cart (``X-Cart-Token``)."""
+    token = request.headers.get("X-Cart-Token")
+    if token:
+        merge_guest_cart(user=user, token=token)
+
+
+def _user_agent(request: HttpRequest) -> str:
+    return request.headers.get("User-Agent", "")
+
+
+class TokensOut(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class RegisterIn(InputSchema):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
+    password: Password
+    first_name: Text = ""
+    last_name: Text = ""
+    phone: Phone = ""
+    accepts_marketing: bool = False
+
+
+class LoginIn(InputSchema):
+    email: Annotated[str, StringConstraints(max_length=254)]
+    password: Password
+
+
+class RefreshIn(InputSchema):
+    refresh_token: Annotated[str, StringConstraints(max_length=200)]
+
+
+class PasswordChangeIn(InputSchema):
+    current_password: Password
+    new_password: Password
+
+
+class PasswordResetIn(InputSchema):
+    email: Annotated[str, StringConstraints(max_length=254)]
+
+
+class PasswordResetConfirmIn(InputSchema):
+    uid: Annotated[str, StringConstraints(max_length=64)]
+    token: Annotated[str, StringConstraints(max_length=128)]
+    new_password: Password
+
+
+class MessageOut(Schema):
+    detail: str
+
+
+@router.post("/auth/register", response={201: TokensOut, **ERRORS},
+             throttle=[ClientAddressThrottle("register")])
+def register(request: HttpRequest, payload: RegisterIn):
+    """Create a customer account and log in. Passwords are checked for strength."""
+    try:
+        user = services.register_customer(**payload.model_dump())
+    except services.AccountError as exc:
+        raise _account_error(exc, 409 if exc.code == "email_taken" else 400) from exc
+    _merge_guest_cart(request, user)
+    return Status(201, services.start_session(user, user_agent=_user_agent(request)))
+
+
+@router.post("/auth/login", response={200: TokensOut, **ERRORS},
+             throttle=[ClientAddressThrottle("login")])
+def login(request: HttpRequest, payload: LoginIn):
+    """Log in with email and password; returns an access token and a refresh token."""
+    try:
+        user = services.check_credentials(email=payload.email, password=payload.password)
+    except services.InvalidCredentials as exc:
+        raise _account_error(exc, 401) from exc
+    _merge_guest_cart(request, user)
+    return services.start_session(user, user_agent=_user_agent(request))
+
+
+@router.post("/auth/refresh", response={200: TokensOut, **ERRORS})
+def refresh(request: HttpRequest, payload: RefreshIn):
+    """Trade a refresh token for a new pair. Each refresh token works once; reusing one ends
+    the session."""
+    try:
+        return services.refresh_session(refresh_token=payload.refresh_token)
+    except services.InvalidToken as exc:
+        raise _account_error(exc, 401) from exc
+
+
+@router.post("/auth/logout", response={204: None, **ERRORS})
+def logout(request: HttpRequest, payload: RefreshIn):
+    """End the session of this refresh token; its access tokens stop working at once."""
+    services.log_out(refresh_token=payload.refresh_token)
+    return Status(204, None)
+
+
+@router.post("/auth/password/change", auth=customer_auth, response={200: TokensOut, **ERRORS})
+def change_password(request: HttpRequest, payload: PasswordChangeIn):
+    """Change the password. Every session ends; the answer carries a new one for this client."""
+    try:
+        return services.change_password(
+            user=request.auth, current_password=payload.current_password,
+            new_password=payload.new_password, user_agent=_user_agent(request),
+        )
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
+
+
+@router.post("/auth/password/reset", response={202: MessageOut, **ERRORS},
+             throttle=[ClientAddressThrottle("password_reset")])
+def request_password_reset(request: HttpRequest, payload: PasswordResetIn):
+    """Email a reset link. The answer is the same whether or not the account exists."""
+    services.request_password_reset(email=payload.email)
+    return Status(
+        202, {"detail": "If an account exists for this email, a reset link is on its way."}
+    )
+
+
+@router.post("/auth/password/reset/confirm", response={204: None, **ERRORS},
+             throttle=[ClientAddressThrottle("password_reset")])
+def confirm_password_reset(request: HttpRequest, payload: PasswordResetConfirmIn):
+    """Set a new password with the uid and token from the reset link; every session ends."""
+    try:
+        services.reset_password(uid=payload.uid, token=payload.token,
+                                new_password=payload.new_password)
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
+    return Status(204, None)
+
+
+# --- Profile ----------------------------------------------------------------------------------
+
+
+class ProfileOut(Schema):
+    email: str
+    first_name: str
+    last_name: str
+    phone: str
+    accepts_marketing: bool
+    preferences: dict
+
+
+class ProfileIn(InputSchema):
+    first_name: Text | None = None
+    last_name: Text | None = None
+    phone: Phone | None = None
+    accepts_marketing: bool | None = None
+    preferences: dict | None = None
+
+
+def _profile_out(user, profile: CustomerProfile) -> dict:
+    return {
+        "email": user.email, "first_name": user.first_name, "last_name": user.last_name,
+        "phone": profile.phone, "accepts_marketing": profile.accepts_marketing,
+        "preferences": profile.preferences,
+    }
+
+
+@router.get("/me", auth=customer_auth, response={200: ProfileOut, **ERRORS})
+def my_profile(request: HttpRequest):
+    """The logged-in customer's profile."""
+    profile, _ = CustomerProfile.objects.get_or_create(user=request.auth)
+    return _profile_out(request.auth, profile)
+
+
+@router.patch("/me", auth=customer_auth, response={200: ProfileOut, **ERRORS})
+def update_my_profile(request: HttpRequest, payload: ProfileIn):
+    """Change any of name, phone, marketing consent and preferences."""
+    changes = payload.model_dump(exclude_none=True)
+    profile = services.update_profile(user=request.auth, **changes)
+    return _profile_out(request.auth, profile)
+
+
+# --- Addresses --------------------------------------------------------------------------------
+
+Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
+
+
+class AddressIn(InputSchema):
+    first_name: Text
+    last_name: Text = ""
+    company: Text = ""
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] = ""
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    region: Text = ""
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] = ""
+    country: Country
+    phone: Phone = ""
+    is_default_shipping: bool = False
+    is_default_billing: bool = False
+
+
+class AddressPatch(InputSchema):
+    first_name: Text | None = None
+    last_name: Text | None = None
+    company: Text | None = None
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                            max_length=255)] | None = None
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=100)] | None = None
+    region: Text | None = None
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True,
+                                                  max_length=20)] | None = None
+    country: Country | None = None
+    phone: Phone | None = None
+    is_default_shipping: bool | None = None
+    is_default_billing: bool | None = None
+
+
+class AddressOut(Schema):
+    id: int
+    first_name: str
+    last_name: str
+    company: str
+    line1: str
+    line2: str
+    city: str
+    region: str
+    postal_code: str
+    country: str
+    phone: str
+    is_default_shipping: bool
+    is_default_billing: bool
+
+
+def _my_address(request: HttpRequest, address_id: int) -> Address:
+    # Another customer's address is "not found", never "forbidden": its existence is not told.
+    return get_object_or_404(Address, pk=address_id, user=request.auth)
+
+
+@router.get("/me/addresses", auth=customer_auth, response={200: list[AddressOut], **ERRORS})
+def list_addresses(request: HttpRequest):
+    """The customer's addresses, defaults first."""
+    return list(Address.objects.filter(user=request.auth))
+
+
+@router.post("/me/addresses", auth=customer_auth, response={201: AddressOut, **ERRORS})
+def create_address(request: HttpRequest, payload: AddressIn):
+    """Add an address. The first one becomes the default for shipping and billing."""
+    fields = payload.model_dump()
+    defaults = {k: fields.pop(k) for k in ("is_default_shipping", "is_default_billing")}
+    address = services.save_address(user=request.auth, **fields,
+                                    **{k: v for k, v in defaults.items() if v})
+    return Status(201, address)
+
+
+@router.get("/me/addresses/{address_id}", auth=customer_auth,
+            response={200: AddressOut, **ERRORS})
+def get_address(request: HttpRequest, address_id: int):
+    """One of the customer's addresses."""
+    return _my_address(request, address_id)
+
+
+@router.patch("/me/addresses/{address_id}", auth=customer_auth,
+              response={200: AddressOut, **ERRORS})
+def update_address(request: HttpRequest, address_id: int, payload: AddressPatch):
+    """Change an address; making it a default unsets the previous default."""
+    address = _my_address(request, address_id)
+    return services.save_address(user=request.auth, address=address,
+                                 **payload.model_dump(exclude_none=True))
+
+
+@router.delete("/me/addresses/{address_id}", auth=customer_auth, response={204: None, **ERRORS})
+def delete_address(request: HttpRequest, address_id: int):
+    """Delete an address (orders keep their own copy)."""
+    _my_address(request, address_id).delete()
+    return Status(204, None)

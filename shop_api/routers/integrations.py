@@ -1,0 +1,88 @@
+"""Integration endpoints for ERPs, warehouse systems and scripts (API keys, scoped).
+
+Every write goes through the same services as the admin and is attributed to the key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+from pydantic import Field, StringConstraints
+
+from backoffice.catalog.models import Variant
+from backoffice.integrations.models import Scope
+from backoffice.inventory.models import MovementReason, Warehouse
+from backoffice.inventory.services import (
+    Actor,
+    StockError,
+    StockLevel,
+    bulk_set_stock_levels,
+    default_warehouse,
+)
+from shop_api.auth import integration_auth, require_scope
+from shop_api.errors import ApiError
+from shop_api.schemas import ERROR_RESPONSES, InputSchema
+
+router = Router(tags=["integrations"], auth=integration_auth)
+ERRORS = ERROR_RESPONSES
+MAX_LEVELS = 1000
+
+
+class StockLevelIn(InputSchema):
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    warehouse: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] = Field(
+        default="", description="Warehouse code; the default warehouse when empty."
+    )
+    quantity: int = Field(ge=0, le=10_000_000, description="Units on hand, as counted.")
+
+
+class StockLevelsIn(InputSchema):
+    levels: list[StockLevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
+    reference: Annotated[str, StringConstraints(max_length=120)] = ""
+
+
+class StockLevelsOut(Schema):
+    received: int
+    changed: int
+
+
+@router.put("/integrations/stock", response={200: StockLevelsOut, **ERRORS})
+def set_stock_levels(request: HttpRequest, payload: StockLevelsIn):
+    """Set on-hand stock per SKU and warehouse (up to 1000 rows a call), as counted.
+
+    All or nothing: an unknown SKU or warehouse, or a level below what is allocated to orders,
+    changes nothing. Sending the same levels again changes nothing (idempotent). Every change
+    is written to the stock ledger under this key's name.
+    """
+    require_scope(request, Scope.STOCK_WRITE)
+    skus = {level.sku for level in payload.levels}
+    variants = dict(Variant.objects.filter(sku__in=skus).values_list("sku", "pk"))
+    codes = {level.warehouse for level in payload.levels if level.warehouse}
+    warehouses = dict(Warehouse.objects.filter(code__in=codes).values_list("code", "pk"))
+    default_id = default_warehouse().pk if any(not lv.warehouse for lv in payload.levels) else None
+    errors = []
+    for index, level in enumerate(payload.levels):
+        if level.sku not in variants:
+            errors.append({"field": f"levels.{index}.sku", "message": f"unknown SKU {level.sku!r}",
+                           "code": "unknown_sku"})
+        if level.warehouse and level.warehouse not in warehouses:
+            errors.append({"field": f"levels.{index}.warehouse",
+                           "message": f"unknown warehouse {level.warehouse!r}",
+                           "code": "unknown_warehouse"})
+    if errors:
+        raise ApiError(422, "validation_error", "Some rows name things that do not exist.",
+                       errors)
+    levels = [
+        StockLevel(variants[lv.sku], warehouses.get(lv.warehouse, default_id), lv.quantity)
+        for lv in payload.levels
+    ]
+    try:
+        changed = bulk_set_stock_levels(
+            levels, reason=MovementReason.COUNT, actor=Actor(label=request.auth.label),
+            reference=payload.reference or "api",
+        )
+    except StockError as exc:
+        raise ApiError(409, "stock_conflict", str(exc)) from exc
+    return {"received": len(levels), "changed": changed}

@@ -1,0 +1,108 @@
+"""Integration API keys: shown once, stored hashed, scoped; writes attributed to the key."""
+
+import re
+
+import pytest
+
+from backoffice.catalog.models import Product, Variant
+from backoffice.integrations.models import ApiKey, Scope
+from backoffice.integrations.services import create_api_key
+from backoffice.inventory.models import Stock, StockMovement, Warehouse
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def variants():
+    product = Product.objects.create(name="Tee", slug="tee")
+    return [Variant.objects.create(product=product, sku=sku, price="10.00")
+            for sku in ("TEE-S", "TEE-M")]
+
+
+def put_stock(client, key, levels, **extra):
+    return client.put("/api/v1/integrations/stock", {"levels": levels, **extra},
+                      content_type="application/json", HTTP_X_API_KEY=key)
+
+
+def test_a_key_is_stored_hashed_and_shown_only_once(staff_client):
+    response = staff_client.post("/admin/integrations/apikey/add/",
+                                 {"name": "ERP", "scopes": ["stock:write"]}, follow=True)
+    html = response.content.decode()
+    raw = re.search(r"<code>(bo_[^<]+)</code>", html).group(1)
+    key = ApiKey.objects.get()
+    assert key.scopes == ["stock:write"]
+    assert raw.split("_", 2)[2] not in key.key_hash
+    page = staff_client.get(f"/admin/integrations/apikey/{key.pk}/change/").content.decode()
+    assert raw not in page
+
+
+def test_stock_levels_are_set_and_attributed_to_the_key(client, variants):
+    key, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    second = Warehouse.objects.create(code="mombasa", name="Mombasa")
+    response = put_stock(client, raw, [
+        {"sku": "TEE-S", "quantity": 12},
+        {"sku": "TEE-M", "warehouse": "mombasa", "quantity": 4},
+    ], reference="count-2026-11")
+    assert response.status_code == 200
+    assert response.json() == {"received": 2, "changed": 2}
+    assert Stock.objects.get(variant=variants[1], warehouse=second).quantity == 4
+    movement = StockMovement.objects.get(stock__variant=variants[0])
+    assert movement.actor_label == key.label
+    assert movement.reference == "count-2026-11"
+    assert movement.reason == "count"
+    # The same levels again: nothing changes, nothing is written.
+    again = put_stock(client, raw, [{"sku": "TEE-S", "quantity": 12}])
+    assert again.json() == {"received": 1, "changed": 0}
+    assert StockMovement.objects.count() == 2
+
+
+def test_an_unknown_sku_changes_nothing(client, variants):
+    _, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    response = put_stock(client, raw, [{"sku": "TEE-S", "quantity": 5},
+                                       {"sku": "NOPE", "quantity": 1},
+                                       {"sku": "TEE-M", "warehouse": "nowhere", "quantity": 1}])
+    assert response.status_code == 422
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert fields == ["levels.1.sku", "levels.2.warehouse"]
+    assert not Stock.objects.exists()
+
+
+def test_a_level_below_allocated_stock_is_a_conflict(client, variants):
+    _, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    put_stock(client, raw, [{"sku": "TEE-S", "quantity": 5}])
+    Stock.objects.update(quantity_allocated=4)
+    response = put_stock(client, raw, [{"sku": "TEE-S", "quantity": 3}])
+    assert response.status_code == 409
+    assert response.json()["code"] == "stock_conflict"
+    assert Stock.objects.get().quantity == 5
+
+
+def test_a_key_without_the_scope_is_forbidden(client, variants):
+    _, raw = create_api_key(name="Reports", scopes=[Scope.ORDERS_READ])
+    response = put_stock(client, raw, [{"sku": "TEE-S", "quantity": 5}])
+    assert response.status_code == 403
+    assert response.json()["code"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize("key", ["", "bo_deadbeef_wrong", "not-a-key"])
+def test_a_missing_or_wrong_key_is_unauthenticated(client, variants, key):
+    create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    assert put_stock(client, key, [{"sku": "TEE-S", "quantity": 5}]).status_code == 401
+
+
+def test_a_revoked_key_stops_working(client, variants, staff_client):
+    key, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    staff_client.post("/admin/integrations/apikey/",
+                      {"action": "revoke", "_selected_action": [str(key.pk)]})
+    assert put_stock(client, raw, [{"sku": "TEE-S", "quantity": 5}]).status_code == 401
+
+
+def test_a_customer_token_is_not_an_integration_key(client, variants):
+    tokens = client.post("/api/v1/auth/register",
+                         {"email": "a@example.com", "password": "correct-horse-battery-9"},
+                         content_type="application/json").json()
+    response = client.put("/api/v1/integrations/stock", {"levels": [{"sku": "TEE-S",
+                                                                      "quantity": 1}]},
+                          content_type="application/json",
+                          HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert response.status_code == 401

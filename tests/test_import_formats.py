@@ -1,0 +1,223 @@
+"""Shopify, WooCommerce and Google taxonomy files import as they are, and again without change."""
+
+import io
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.imports.services import import_catalog
+from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
+
+pytestmark = pytest.mark.django_db
+DATA = Path(__file__).parent / "data"
+
+
+def run(name_or_bytes, file_format, *, filename=None, dry_run=False, **kw):
+    if isinstance(name_or_bytes, bytes):
+        data, filename = name_or_bytes, filename or "upload.csv"
+    else:
+        data, filename = (DATA / name_or_bytes).read_bytes(), name_or_bytes
+    return import_catalog(
+        stream=io.BytesIO(data), filename=filename, file_format=file_format, dry_run=dry_run, **kw
+    )
+
+
+# --- Shopify -------------------------------------------------------------------------------------
+
+
+def test_a_shopify_export_imports_products_variants_images_categories_and_stock():
+    result = run("shopify_products.csv", "shopify")
+    assert result.errors == []
+    assert result.counts["products"] == {"created": 3}
+    assert result.counts["variants"] == {"created": 7}
+    assert Product.objects.count() == 3 and Variant.objects.count() == 7
+
+    shirt = Product.objects.get(slug="linen-shirt")
+    assert shirt.name == "Linen Shirt" and shirt.brand == "Northwind"
+    assert shirt.product_type == "Shirts" and shirt.tags == ["linen", "summer"]
+    assert shirt.seo_title == "Linen Shirt | Northwind" and shirt.google_category_id == 212
+    assert shirt.is_active is True
+    assert shirt.category.path == "apparel-accessories/clothing/shirts-tops"
+    assert shirt.category.parent.name == "Clothing"
+    assert list(shirt.images.values_list("source_url", "alt_text")) == [
+        ("https://cdn.example.test/img/linen-sand.jpg", "Sand linen shirt"),
+        ("https://cdn.example.test/img/linen-detail.jpg", "Collar detail"),
+        ("https://cdn.example.test/img/linen-olive.jpg", ""),
+    ]
+    sand_m = Variant.objects.get(sku="LIN-SAND-M")
+    assert sand_m.option_values == {"Colour": "Sand", "Size": "M"}
+    assert sand_m.name == "Sand / M"
+    assert sand_m.price == Decimal("49.00") and sand_m.compare_at_price == Decimal("59.00")
+    assert sand_m.cost_price == Decimal("21.50") and sand_m.barcode == "4006381333931"
+    assert sand_m.weight_grams == 210
+    assert list(shirt.variants.values_list("sku", flat=True)) == [
+        "LIN-SAND-M", "LIN-SAND-L", "LIN-OLV-M", "LIN-OLV-L",
+    ]
+
+
+def test_shopify_default_title_is_one_variant_without_options_and_status_unpublishes():
+    run("shopify_products.csv", "shopify")
+    tote = Product.objects.get(slug="canvas-tote")
+    (variant,) = tote.variants.all()
+    assert variant.option_values == {} and variant.name == ""
+    assert variant.weight_grams == 500
+    assert tote.is_active is False  # archived
+    assert Product.objects.get(slug="wool-socks").is_active is False  # draft
+
+
+def test_shopify_image_only_rows_add_images_and_odd_values_are_warnings():
+    result = run("shopify_products.csv", "shopify")
+    socks = Product.objects.get(slug="wool-socks")
+    assert list(socks.images.values_list("alt_text", flat=True)) == ["Grey wool socks", "A pair"]
+    assert Variant.objects.get(sku="SOCK-36").weight_grams == 85
+    # The compare-at price below the price is dropped, oversold stock imports as 0: warnings.
+    assert Variant.objects.get(sku="SOCK-36").compare_at_price is None
+    messages = {(w.row, w.column) for w in result.warnings}
+    assert (7, "Variant Compare At Price") in messages
+    assert (8, "Variant Inventory Qty") in messages
+    assert Stock.objects.get(variant__sku="SOCK-41").quantity == 0
+
+
+def test_stock_levels_become_import_movements_in_the_chosen_warehouse():
+    depot = Warehouse.objects.create(code="depot", name="Depot")
+    run("shopify_products.csv", "shopify", warehouse_code="depot")
+    stock = Stock.objects.get(variant__sku="LIN-SAND-M")
+    assert stock.warehouse == depot and stock.quantity == 7
+    movement = StockMovement.objects.get(stock=stock)
+    assert movement.reason == MovementReason.IMPORT and movement.quantity_change == 7
+
+
+def test_reimporting_the_same_shopify_file_changes_nothing():
+    run("shopify_products.csv", "shopify")
+    movements = StockMovement.objects.count()
+    again = run("shopify_products.csv", "shopify")
+    assert again.errors == []
+    assert again.counts["products"] == {"unchanged": 3}
+    assert again.counts["variants"] == {"unchanged": 7}
+    assert again.counts["categories"] == {"created": 0}
+    assert again.total("created") == again.total("updated") == 0
+    assert Product.objects.count() == 3 and ProductImage.objects.count() == 6
+    assert StockMovement.objects.count() == movements
+
+
+def test_a_changed_price_updates_the_variant_and_not_a_duplicate():
+    run("shopify_products.csv", "shopify")
+    data = (DATA / "shopify_products.csv").read_bytes().replace(b",18.50,", b",19.50,")
+    result = run(data, "shopify")
+    assert result.counts["variants"] == {"unchanged": 6, "updated": 1}
+    assert Variant.objects.get(sku="TOTE-1").price == Decimal("19.50")
+    assert Variant.objects.count() == 7
+
+
+def test_shopify_rows_need_a_sku():
+    data = (DATA / "shopify_products.csv").read_bytes().replace(b",LIN-OLV-M,", b",,")
+    result = run(data, "shopify")
+    assert [(e.row, e.column) for e in result.errors] == [(4, "Variant SKU")]
+    assert "SKU is required" in result.errors[0].message
+    assert Product.objects.count() == 0
+
+
+# --- WooCommerce ---------------------------------------------------------------------------------
+
+
+def test_woocommerce_variable_products_become_variants_and_grouped_ones_are_skipped():
+    result = run("woocommerce_products.csv", "woocommerce")
+    assert result.errors == []
+    assert result.counts["products"] == {"created": 2}
+    assert result.skipped_rows == 2
+    assert {w.row for w in result.warnings} == {6, 7}
+
+    jacket = Product.objects.get(slug="rain-jacket")
+    assert jacket.is_featured is True and jacket.tags == ["rain", "outdoor"]
+    assert jacket.category.path == "outerwear/jackets"
+    assert list(jacket.extra_categories.values_list("path", flat=True)) == ["sale"]
+    assert jacket.images.count() == 3
+    red = Variant.objects.get(sku="rain-jacket-red")
+    assert red.product == jacket and red.option_values == {"Colour": "Red"}
+    assert red.price == Decimal("79.00") and red.compare_at_price == Decimal("99.00")
+    assert red.weight_grams == 600  # the parent's weight, in kg in the header
+    navy = Variant.objects.get(sku="rain-jacket-navy")
+    assert navy.price == Decimal("99.00") and navy.compare_at_price is None
+    assert navy.weight_grams == 650 and navy.is_active is False
+    assert Stock.objects.get(variant=navy).quantity == 2
+
+    thermos = Product.objects.get(slug="thermos-05")
+    assert thermos.attributes == {"Material": "Steel"}
+    (variant,) = thermos.variants.all()
+    assert variant.sku == "thermos-05" and variant.price == Decimal("24.90")
+
+    again = run("woocommerce_products.csv", "woocommerce")
+    assert again.total("created") == again.total("updated") == 0
+
+
+def test_a_woocommerce_variation_with_an_unknown_parent_is_an_error():
+    data = (DATA / "woocommerce_products.csv").read_bytes().replace(b"id:10", b"id:99")
+    result = run(data, "woocommerce")
+    assert [(e.row, e.column) for e in result.errors] == [(5, "Parent")]
+
+
+# --- Google taxonomy ----------------------------------------------------------------------------
+
+
+def test_the_google_taxonomy_builds_the_tree_with_ids_and_reimports_idempotently():
+    result = run("google_taxonomy.txt", "google-taxonomy")
+    assert result.errors == [] and result.counts["categories"] == {"created": 10}
+    pans = Category.objects.get(google_category_id=202)
+    assert pans.path == "kitchen/cookware/pans" and pans.level == 2
+    assert [c.name for c in pans.get_ancestors()] == ["Kitchen", "Cookware"]
+    kitchen = Category.objects.get(google_category_id=200)
+    assert kitchen.get_descendant_count() == 4
+    # The nested set is consistent: one query gives the whole tree in order.
+    assert list(Category.objects.order_by("tree_id", "lft").values_list("path", flat=True))[:5] == [
+        "garden", "garden/plants", "garden/tools", "garden/tools/rakes", "garden/tools/spades",
+    ]
+
+    again = run("google_taxonomy.txt", "google-taxonomy")
+    assert again.counts["categories"] == {"unchanged": 10, "created": 0}
+    assert Category.objects.count() == 10
+
+    renamed = (DATA / "google_taxonomy.txt").read_bytes().replace(b"> Pans", b"> Frying Pans")
+    third = run(renamed, "google-taxonomy", filename="taxonomy.txt")
+    assert third.counts["categories"] == {"unchanged": 9, "updated": 1, "created": 0}
+    assert Category.objects.get(google_category_id=202).name == "Frying Pans"
+
+
+def test_products_land_in_taxonomy_categories_by_name():
+    run("google_taxonomy.txt", "google-taxonomy")
+    run("woocommerce_products.csv", "woocommerce")
+    thermos = Product.objects.get(slug="thermos-05")
+    assert thermos.category.google_category_id == 204
+
+
+def test_bad_taxonomy_lines_are_row_errors():
+    result = run(b"# header\n1 - A\nnot a line\n2 - A > > C\n", "google-taxonomy",
+                 filename="t.txt")
+    assert [(e.row, e.column) for e in result.errors] == [(3, "line"), (4, "line")]
+    assert Category.objects.count() == 0
+
+
+def test_the_imported_tree_is_numbered_as_mptt_would_number_it():
+    Category.objects.create(name="Zoo", slug="zoo")  # an existing tree, before the import
+    run("google_taxonomy.txt", "google-taxonomy")
+    run("shopify_products.csv", "shopify")
+    fields = ("id", "tree_id", "lft", "rght", "level")
+    ours = list(Category.objects.order_by("id").values_list(*fields))
+    Category.objects.rebuild()
+    assert list(Category.objects.order_by("id").values_list(*fields)) == ours
+
+
+def test_shopify_weights_in_other_units_and_a_header_only_file():
+    header = (
+        b"Handle,Title,Option1 Name,Option1 Value,Variant SKU,Variant Price,Variant Weight,"
+        b"Variant Weight Unit,Published\n"
+    )
+    data = header + b"scale,Scale,Title,Default Title,SC-1,10,2,lb,FALSE\n"
+    result = run(data, "shopify")
+    assert result.errors == []
+    variant = Variant.objects.get(sku="SC-1")
+    assert variant.weight_grams == 907 and variant.product.is_active is False
+    empty = run(header, "shopify")
+    assert [(e.row, e.column) for e in empty.errors] == [(0, "")]
+    assert "no data rows" in empty.errors[0].message

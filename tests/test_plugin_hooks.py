@@ -1,0 +1,311 @@
+"""Every hook, exercised through the platform the way the back office calls it.
+
+A test here is named after each hook (``test_docs_and_tests_cover_every_hook`` checks).
+"""
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.urls import clear_url_caches, path
+from ninja import NinjaAPI, Router
+
+from backoffice import hookspecs
+from backoffice.hookspecs import hookimpl
+from backoffice.plugin_host.api_routers import mount_plugin_routers
+from backoffice.plugin_host.errors import (
+    NoShippingRate,
+    PluginConfigError,
+    ShippingRateError,
+    ShippingUnavailable,
+    UnknownProvider,
+)
+from backoffice.plugin_host.events import emit_event
+from backoffice.plugin_host.protocols import (
+    DashboardWidget,
+    DeliveryResult,
+    Notification,
+    PaymentRequest,
+    ScheduledJob,
+    ShippingMethod,
+    ShippingRequest,
+)
+from backoffice.plugin_host.services import (
+    notification_channel,
+    notification_channels,
+    payment_provider,
+    payment_providers,
+    quote_shipping,
+    scheduled_jobs,
+    shipping_methods,
+)
+from plugins import flat_rate_shipping, manual_payment
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+
+KENYA = ShippingRequest(subtotal=Decimal("1200.00"), currency="KES", item_count=2, country="KE")
+
+
+def plugin(**hooks):
+    """A plugin object with the given hook implementations."""
+    attrs = {"hookspec_version": ">=1.0,<2"}
+    for name, func in hooks.items():
+        attrs[name] = staticmethod(hookimpl(func))
+    return type("TestPlugin", (), attrs)()
+
+
+# --- Registries -----------------------------------------------------------------------------
+
+
+def test_register_payment_providers_routes_a_payment_by_code(register_plugin):
+    register_plugin(manual_payment, "manual_payment",
+                    config={"instructions": "Pay {amount} to paybill 123, account {order_number}"})
+    assert [p.code for p in payment_providers()] == ["manual"]
+    bound = payment_provider("manual")
+    start = bound.provider.initiate(
+        PaymentRequest(payment_id=1, order_number="1001", amount=Decimal("10.00"),
+                       currency="KES", idempotency_key="k1"),
+        bound.config,
+    )
+    assert start.next_action.kind == "instructions"
+    assert start.next_action.message == "Pay 10.00 KES to paybill 123, account 1001"
+    assert start.status == "pending"
+
+
+def test_register_payment_providers_of_inactive_plugins_are_not_offered(register_plugin):
+    register_plugin(manual_payment, "manual_payment", active=False)
+    assert payment_providers() == []
+    with pytest.raises(UnknownProvider):
+        payment_provider("manual")
+
+
+def test_register_notification_channels_finds_a_channel_and_refuses_missing_settings(
+    register_plugin,
+):
+    sent = []
+
+    class Sms:
+        code, name = "sms", "SMS"
+
+        def send(self, notification, config):
+            sent.append((notification.recipient, config["sender_id"]))
+            return DeliveryResult(status="sent", provider_message_id="m1")
+
+    from backoffice.plugin_host.config import ConfigField
+
+    sms_plugin = plugin(register_notification_channels=lambda: [Sms()])
+    sms_plugin.config_fields = [ConfigField("sender_id", "Sender id", required=True)]
+    register_plugin(sms_plugin, "sms_plugin", config={})
+    assert [c.code for c in notification_channels()] == ["sms"]
+    with pytest.raises(PluginConfigError, match="sender_id"):
+        notification_channel("sms")
+
+    register_plugin(plugin(), "other")  # unrelated plugins change nothing
+    from backoffice.plugin_host.models import PluginConfig
+
+    PluginConfig.objects.filter(identifier="sms_plugin").update(settings={"sender_id": "SHOP"})
+    bound = notification_channel("sms")
+    result = bound.provider.send(Notification("+254700000001", "Hi", "Your order"), bound.config)
+    assert result.status == "sent"
+    assert sent == [("+254700000001", "SHOP")]
+
+
+def test_register_shipping_methods_lists_the_active_methods(register_plugin):
+    register_plugin(flat_rate_shipping, "flat_rate_shipping", config={"label": "Boda delivery"})
+    assert shipping_methods() == [ShippingMethod(code="flat_rate", name="Boda delivery")]
+
+
+def test_register_api_routers_mounts_routes_that_follow_the_active_flag(register_plugin, settings):
+    router = Router()
+
+    @router.get("/balance")
+    def balance(request):
+        return {"points": 12}
+
+    register_plugin(plugin(register_api_routers=lambda: [("loyalty", router)]), "loyalty")
+    api = NinjaAPI(urls_namespace="plugin-routes-test")
+    assert mount_plugin_routers(api) == ["/plugins/loyalty/"]
+    _test_urlconf.urlpatterns = [path("api/v1/", api.urls)]
+    settings.ROOT_URLCONF = _test_urlconf
+    clear_url_caches()
+    client = Client()
+    assert client.get("/api/v1/plugins/loyalty/loyalty/balance").json() == {"points": 12}
+
+    from backoffice.plugin_host.models import PluginConfig
+
+    PluginConfig.objects.filter(identifier="loyalty").update(active=False)
+    response = client.get("/api/v1/plugins/loyalty/loyalty/balance")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+class _test_urlconf:  # noqa: N801 - a module stand-in for ROOT_URLCONF
+    urlpatterns: list = []
+
+
+def test_register_schedules_collects_jobs_with_their_plugin(register_plugin):
+    job = ScheduledJob(name="sync points", func="math.floor", minutes=60)
+    register_plugin(plugin(register_schedules=lambda: [job]), "loyalty")
+    assert ("loyalty", job) in scheduled_jobs()
+
+
+def test_register_dashboard_widgets_appear_on_the_dashboard(register_plugin, staff_client):
+    def broken(request):
+        raise RuntimeError("widget bug")
+
+    register_plugin(plugin(register_dashboard_widgets=lambda: [
+        DashboardWidget(title="Points issued today", value=lambda request: 4217, link="/admin/"),
+        DashboardWidget(title="Broken widget", value=broken),
+    ]), "loyalty")
+    html = staff_client.get("/admin/").content.decode()
+    assert "Points issued today" in html and "4217" in html
+    assert "Broken widget" in html, "a broken widget shows a dash; the page still renders"
+
+
+# --- Events ---------------------------------------------------------------------------------
+
+EVENT_ARGUMENTS = {
+    "customer_registered": {"customer_id": 1, "email": "a@example.com"},
+    "order_placed": {"order_id": 1, "order_number": "1001", "total": "9.50", "currency": "KES"},
+    "order_status_changed": {"order_id": 1, "order_number": "1001", "old_status": "paid",
+                             "new_status": "shipped"},
+    "payment_status_changed": {"payment_id": 3, "order_id": 1, "provider": "manual",
+                               "old_status": "pending", "new_status": "succeeded"},
+    "shipment_created": {"shipment_id": 4, "order_id": 1, "carrier": "G4S",
+                         "tracking_number": "T-1"},
+    "stock_low": {"variant_id": 5, "sku": "TEE-M", "warehouse_id": 1, "available": 2,
+                  "threshold": 5},
+    "import_finished": {"job_id": 6, "kind": "products", "summary": {"created": 3}},
+}
+
+
+def _delivers(hook_name, register_plugin, django_capture_on_commit_callbacks):
+    received = []
+    arguments = EVENT_ARGUMENTS[hook_name]
+    first_argument = next(iter(arguments))
+
+    def listener(**kwargs):
+        received.append(kwargs)
+
+    # Takes only its first argument: a subset of the spec is allowed.
+    impl = eval(f"lambda {first_argument}: listener(**{{{first_argument!r}: {first_argument}}})",  # noqa: S307
+                {"listener": listener})
+    register_plugin(plugin(**{hook_name: impl}), "listener")
+    with django_capture_on_commit_callbacks(execute=True):
+        emit_event(hook_name, **arguments)
+    assert received == [{first_argument: arguments[first_argument]}]
+
+
+def test_customer_registered_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("customer_registered", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_order_placed_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("order_placed", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_order_status_changed_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("order_status_changed", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_payment_status_changed_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("payment_status_changed", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_shipment_created_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("shipment_created", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_stock_low_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("stock_low", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_import_finished_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("import_finished", register_plugin, django_capture_on_commit_callbacks)
+
+
+# --- Decisions ------------------------------------------------------------------------------
+
+
+def test_shipping_rate_flat_and_free_over_a_threshold(register_plugin):
+    register_plugin(flat_rate_shipping, "flat_rate_shipping",
+                    config={"rate": "250", "free_over": "5000"})
+    quote = quote_shipping(method_code="flat_rate", request=KENYA)
+    assert (quote.amount, quote.currency, quote.label) == (Decimal("250.00"), "KES",
+                                                           "Standard delivery")
+    big = ShippingRequest(subtotal=Decimal("5000.00"), currency="KES", item_count=9)
+    assert quote_shipping(method_code="flat_rate", request=big).amount == Decimal("0.00")
+
+
+def test_shipping_rate_refusal_is_a_typed_error(register_plugin):
+    register_plugin(flat_rate_shipping, "flat_rate_shipping", config={"countries": "UG, TZ"})
+    with pytest.raises(ShippingUnavailable, match="KE"):
+        quote_shipping(method_code="flat_rate", request=KENYA)
+
+
+def test_shipping_rate_with_no_answer_has_no_silent_default(register_plugin):
+    courier = ShippingMethod(code="courier", name="Courier")
+    register_plugin(plugin(register_shipping_methods=lambda: [courier]), "courier_listing")
+    with pytest.raises(NoShippingRate):
+        quote_shipping(method_code="courier", request=KENYA)
+    with pytest.raises(UnknownProvider):
+        quote_shipping(method_code="drone", request=KENYA)
+
+
+def test_shipping_rate_plugin_crash_becomes_a_typed_error(register_plugin):
+    def crash(method_code, request):
+        raise KeyError("zone table")
+
+    courier = ShippingMethod(code="courier", name="Courier")
+    register_plugin(plugin(register_shipping_methods=lambda: [courier], shipping_rate=crash),
+                    "courier")
+    with pytest.raises(ShippingRateError) as error:
+        quote_shipping(method_code="courier", request=KENYA)
+    assert isinstance(error.value.__cause__, KeyError)
+
+
+def test_shipping_rate_of_an_inactive_plugin_is_not_asked(register_plugin):
+    courier = ShippingMethod(code="courier", name="Courier")
+    register_plugin(plugin(register_shipping_methods=lambda: [courier]), "courier_listing")
+    register_plugin(plugin(shipping_rate=lambda method_code: Decimal("1")), "off", active=False)
+    with pytest.raises(NoShippingRate):
+        quote_shipping(method_code="courier", request=KENYA)
+
+
+# --- The contract's own documentation --------------------------------------------------------
+
+
+def test_docs_and_tests_cover_every_hook():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_plugin*.py"))
+    test_names = re.findall(r"^def (test_\w+)", tests, flags=re.MULTILINE)
+    for name in sorted(hookspecs.HOOK_NAMES):
+        spec = getattr(hookspecs, name)
+        assert (spec.__doc__ or "").strip(), f"{name} has no docstring"
+        assert f"#### `{name}`" in docs, f"{name} is not documented in docs/plugins.md"
+        assert any(name in test for test in test_names), f"{name} has no test"
+    assert len(hookspecs.HOOK_NAMES) == 14
+
+
+def test_register_schedules_become_django_q_schedules_while_the_plugin_is_on(
+    register_plugin, django_capture_on_commit_callbacks
+):
+    from django_q.models import Schedule
+
+    from backoffice.plugin_host.services import update_plugin_config
+    from backoffice.schedules import sync_schedules
+
+    job = ScheduledJob(name="sync points", func="math.floor", cron="0 3 * * *")
+    register_plugin(plugin(register_schedules=lambda: [job]), "loyalty")
+    sync_schedules()
+    schedule = Schedule.objects.get(name="plugin loyalty: sync points")
+    assert (schedule.func, schedule.schedule_type, schedule.cron) == (
+        "math.floor", Schedule.CRON, "0 3 * * *")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        update_plugin_config(identifier="loyalty", active=False, changes={})
+    assert not Schedule.objects.filter(name__startswith="plugin loyalty:").exists()
+    assert Schedule.objects.filter(name="Deliver plugin events").exists()
