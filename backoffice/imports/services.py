@@ -32,8 +32,8 @@ from django.db import connection, models, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from backoffice.bulk import insert_rows
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
-from backoffice.imports.bulk import insert_rows
 from backoffice.imports.categories import CategoryPathError, CategoryTree
 from backoffice.imports.formats import PRODUCT_FORMATS
 from backoffice.imports.readers import FileFormatError, Table, open_table

@@ -14,6 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from backoffice.bulk import insert_rows
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
 
 
@@ -202,23 +203,31 @@ def bulk_set_stock_levels(
         stock.quantity = wanted[key]
         stock.updated_at = timezone.now()  # bulk_update does not apply auto_now
         to_update.append(stock)
-    Stock.objects.bulk_create(to_create, batch_size=1000)
-    if to_create and to_create[0].pk is None:
-        # Backends that don't return ids from bulk inserts: read them back.
-        created = Stock.objects.filter(
-            variant_id__in={s.variant_id for s in to_create}
-        ).exclude(pk__in=[s.pk for s in existing.values()])
-        to_create = list(created)
     Stock.objects.bulk_update(to_update, ["quantity", "updated_at"], batch_size=1000)
+    # New rows and the ledger go in the fastest way the backend has (an import writes 100k).
+    insert_rows(Stock, [
+        {"variant_id": s.variant_id, "warehouse_id": s.warehouse_id, "quantity": s.quantity}
+        for s in to_create
+    ])
+    if to_create:
+        created_ids = {
+            (variant_id, warehouse_id): pk
+            for pk, variant_id, warehouse_id in Stock.objects.filter(
+                variant_id__in={s.variant_id for s in to_create}
+            ).values_list("pk", "variant_id", "warehouse_id")
+        }
+        for stock in to_create:
+            stock.pk = stock.id = created_ids[(stock.variant_id, stock.warehouse_id)]
     changes += [(stock, stock.quantity) for stock in to_create if stock.quantity]
-    StockMovement.objects.bulk_create(
-        [
-            _movement(stock, reason=reason, quantity_change=change, actor=actor,
-                      reference=reference, note="")
-            for stock, change in changes
-        ],
-        batch_size=1000,
-    )
+    insert_rows(StockMovement, [
+        {
+            "stock_id": stock.pk, "reason": reason, "quantity_change": change,
+            "allocated_change": 0, "quantity_after": stock.quantity,
+            "allocated_after": stock.quantity_allocated, "actor_id": actor.user_id,
+            "actor_label": actor.label[:120], "reference": reference[:120], "note": "",
+        }
+        for stock, change in changes
+    ])
     for stock, available_before in falling:
         _report_if_low(stock, available_before)
     return len(changes)

@@ -1,4 +1,5 @@
-"""Fast inserts for imports: ``COPY`` on PostgreSQL, one prepared ``executemany`` on SQLite.
+"""Fast inserts for bulk writes (imports, stock levels): ``COPY`` on PostgreSQL, one prepared
+``executemany`` on SQLite.
 
 Django's ``bulk_create`` compiles every value of every row through the field machinery: about
 5,000 rows/s here, so 100k variants, their images and products would take most of the import's
@@ -8,7 +9,8 @@ own ``connection.ops`` adapters (JSON, dates), the same the ORM would use, and a
 filled in here because no ``pre_save`` runs. Callers read the new ids back by their natural key
 (slug, SKU) in chunked queries.
 
-The query cache is bypassed by these raw writes: callers invalidate the tables afterwards.
+The query cache is bypassed by these raw writes: callers of cached (catalog) tables invalidate
+them afterwards.
 """
 
 from __future__ import annotations
