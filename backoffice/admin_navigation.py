@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 
@@ -110,7 +111,8 @@ def _item_entry(item: SidebarItem, request: HttpRequest) -> dict | None:
         "icon": item.icon,
         "link": reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"),
     }
-    if item.badge:
+    # unfold draws a badge whenever an item names one: name it only when there is a count.
+    if item.badge and import_string(item.badge)(request):
         entry["badge"] = item.badge
     return entry
 
@@ -125,18 +127,28 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
     return groups
 
 
+def _counted_once(request: HttpRequest, key: str, count) -> str:
+    """A badge's text, counted once per request (the sidebar asks, then unfold asks again)."""
+    cache = request.__dict__.setdefault("_sidebar_badges", {})
+    if key not in cache:
+        value = count()
+        cache[key] = str(value) if value else ""
+    return cache[key]
+
+
 def failed_jobs_badge(request: HttpRequest) -> str:
     from django_q.models import Failure
 
-    count = Failure.objects.count()
-    return str(count) if count else ""
+    return _counted_once(request, "failed_jobs", Failure.objects.count)
 
 
 def failed_deliveries_badge(request: HttpRequest) -> str:
     from backoffice.plugin_host.models import DeliveryStatus, PluginEventDelivery
 
-    count = PluginEventDelivery.objects.filter(status=DeliveryStatus.FAILED).count()
-    return str(count) if count else ""
+    return _counted_once(
+        request, "failed_deliveries",
+        PluginEventDelivery.objects.filter(status=DeliveryStatus.FAILED).count,
+    )
 
 
 def environment_label(request: HttpRequest) -> list[str] | None:

@@ -353,7 +353,7 @@ LOGGING = {
 UNFOLD = {
     "SITE_TITLE": STORE_NAME,
     "SITE_HEADER": STORE_NAME,
-    "SITE_SUBHEADER": _("Back office"),
+    "SITE_SUBHEADER": _("Admin"),
     "SITE_URL": "/",
     "SITE_SYMBOL": "storefront",
     "SHOW_HISTORY": True,

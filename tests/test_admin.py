@@ -56,6 +56,7 @@ def test_failed_jobs_badge_counts_failures(staff_client):
     )
     html = staff_client.get("/admin/").content.decode()
     assert "Failed jobs" in html
+    assert html.count(BADGE_MARKUP) == 1
     assert ">1<" in html.replace(" ", "").replace("\n", "")
 
 
@@ -83,3 +84,12 @@ def test_user_changelist_queries_do_not_grow_with_rows(
     )
     with django_assert_max_num_queries(10):
         assert staff_client.get("/admin/auth/user/").status_code == 200
+
+
+BADGE_MARKUP = "h-[18px] leading-[18px]"  # unfold's badge element
+
+
+def test_no_badge_is_drawn_when_nothing_failed(staff_client):
+    html = staff_client.get("/admin/").content.decode()
+    assert "Failed jobs" in html
+    assert BADGE_MARKUP not in html

@@ -49,9 +49,22 @@ CATEGORY_TREE: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
+# What each leaf sells, so a product's name fits its category.
+LEAF_NOUNS: dict[str, list[str]] = {
+    "Shirts": ["Shirt", "Polo", "Oxford Shirt"], "Trousers": ["Chinos", "Trousers", "Joggers"],
+    "Jackets": ["Jacket", "Bomber", "Rain Jacket"], "Dresses": ["Dress", "Maxi Dress"],
+    "Tops": ["Top", "Tee", "Blouse"], "Skirts": ["Skirt", "Midi Skirt"],
+    "Sneakers": ["Sneaker", "Runner", "Trail Shoe"], "Sandals": ["Sandal", "Slide"],
+    "Smartphones": ["Smartphone", "Phone Pro", "Phone Lite"], "Feature phones": ["Feature Phone"],
+    "Laptops": ["Laptop", "Notebook", "Ultrabook"], "Tablets": ["Tablet", "Tab"],
+    "Headphones": ["Headphones", "Earbuds"], "Speakers": ["Speaker", "Soundbar"],
+    "Cookware": ["Pan", "Pot", "Jiko", "Kettle"], "Utensils": ["Knife Set", "Spatula", "Ladle"],
+    "Chairs": ["Chair", "Stool"], "Tables": ["Table", "Desk", "Bench"],
+    "Lamps": ["Lamp", "Floor Lamp"], "Rugs": ["Rug", "Runner Rug"],
+}
+
 KINDS: dict[str, dict] = {
     "apparel": {
-        "nouns": ["Shirt", "Tee", "Polo", "Chinos", "Jacket", "Dress", "Top", "Skirt", "Hoodie"],
         "brands": ["Kitenge Co", "Savanna Wear", "Urban Threads", "Maasai Mode"],
         "price": (8, 90),
         "options": {"Size": ["XS", "S", "M", "L", "XL"], "Colour": ["Black", "White", "Red",
@@ -59,7 +72,6 @@ KINDS: dict[str, dict] = {
         "materials": ["cotton", "linen", "polyester", "wool blend"],
     },
     "shoes": {
-        "nouns": ["Runner", "Sneaker", "Sandal", "Loafer", "Trail Shoe"],
         "brands": ["Stride", "Jua Kali Footwear", "Safari Steps"],
         "price": (15, 140),
         "options": {"Size": ["38", "39", "40", "41", "42", "43", "44"],
@@ -67,7 +79,6 @@ KINDS: dict[str, dict] = {
         "materials": ["leather", "canvas", "recycled rubber"],
     },
     "phones": {
-        "nouns": ["Phone", "Smartphone", "Phone Pro", "Phone Lite"],
         "brands": ["Tecno", "Infinix", "Nokia", "Samsung"],
         "price": (40, 900),
         "options": {"Storage": ["64 GB", "128 GB", "256 GB"], "Colour": ["Black", "Silver",
@@ -75,35 +86,30 @@ KINDS: dict[str, dict] = {
         "materials": ["aluminium", "glass", "plastic"],
     },
     "computers": {
-        "nouns": ["Laptop", "Notebook", "Tablet", "Ultrabook"],
         "brands": ["Lenovo", "HP", "Dell", "Asus"],
         "price": (150, 1800),
         "options": {"Memory": ["8 GB", "16 GB", "32 GB"], "Storage": ["256 GB", "512 GB"]},
         "materials": ["aluminium", "plastic"],
     },
     "audio": {
-        "nouns": ["Headphones", "Earbuds", "Speaker", "Soundbar"],
         "brands": ["Sauti", "JBL", "Sony"],
         "price": (10, 400),
         "options": {"Colour": ["Black", "White", "Blue"]},
         "materials": ["plastic", "fabric", "aluminium"],
     },
     "kitchen": {
-        "nouns": ["Pan", "Pot", "Knife Set", "Spatula", "Jiko", "Kettle"],
         "brands": ["Ramtons", "Tefal", "Home Chef"],
         "price": (5, 120),
         "options": {"Size": ["Small", "Medium", "Large"]},
         "materials": ["stainless steel", "cast iron", "wood", "aluminium"],
     },
     "furniture": {
-        "nouns": ["Chair", "Stool", "Table", "Desk", "Bench"],
         "brands": ["Mvule Works", "Nordic Home", "Cypress"],
         "price": (30, 600),
         "options": {"Finish": ["Oak", "Walnut", "White"]},
         "materials": ["hardwood", "steel", "rattan"],
     },
     "decor": {
-        "nouns": ["Lamp", "Rug", "Vase", "Mirror", "Cushion"],
         "brands": ["Kikapu", "Lumen", "Ufundi"],
         "price": (6, 250),
         "options": {"Colour": ["Natural", "Terracotta", "Indigo"]},
@@ -264,7 +270,7 @@ def _write_batch(rng, prefix, start, count, leaf_list, warehouses, actor, totals
         category, kind_name = rng.choice(leaf_list)
         kind = KINDS[kind_name]
         brand = rng.choice(kind["brands"])
-        name = f"{brand} {rng.choice(ADJECTIVES)} {rng.choice(kind['nouns'])}"
+        name = f"{brand} {rng.choice(ADJECTIVES)} {rng.choice(LEAF_NOUNS[category.name])}"
         product_rows.append(
             Product(
                 name=name,
