@@ -28,6 +28,12 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         cron="0 7 * * *",  # every morning, before the shop opens
     ),
     ScheduledJob(
+        # Listing columns are kept true on every write; this catches anything that slipped by.
+        name="Refresh product listings",
+        func="backoffice.catalog.services.refresh_listings",
+        cron="30 3 * * *",
+    ),
+    ScheduledJob(
         # Retries failed plugin deliveries and picks up any whose enqueue was lost.
         name="Deliver plugin events",
         func="backoffice.plugin_host.events.retry_due_deliveries",

@@ -6,7 +6,7 @@ from ninja import NinjaAPI, Schema
 
 from backoffice.plugin_host.api_routers import mount_plugin_routers
 from shop_api.errors import ErrorOut, error_response, install_error_handlers
-from shop_api.routers import accounts, cart, integrations, reviews
+from shop_api.routers import accounts, cart, catalog, integrations, reviews
 
 API_VERSION = "1.0.0"
 
@@ -41,6 +41,7 @@ def store_info(request: HttpRequest) -> dict:
     }
 
 
+api.add_router("/", catalog.router)
 api.add_router("/", accounts.router)
 api.add_router("/", reviews.router)
 api.add_router("/", integrations.router)

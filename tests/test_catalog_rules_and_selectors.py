@@ -111,11 +111,11 @@ def test_price_range_covers_active_variants_only_and_shows_the_biggest_discount(
     ])
     empty = Product.objects.create(name="Empty", slug="empty")
     rows = {p.pk: p for p in with_variant_count(with_price_range(Product.objects.all()))}
-    assert rows[product.pk].price_min == Decimal("12.50")
-    assert rows[product.pk].price_max == Decimal("30.00")
+    assert rows[product.pk].price_from == Decimal("12.50")
+    assert rows[product.pk].price_to == Decimal("30.00")
     assert rows[product.pk].discount_max == Decimal("25.00")
     assert rows[product.pk].variant_count == 3
-    assert rows[empty.pk].price_min is None
+    assert rows[empty.pk].price_from is None
     assert rows[empty.pk].discount_max is None
     assert rows[empty.pk].variant_count == 0
 

@@ -385,11 +385,11 @@ class ProductAdmin(ModelAdmin):
     # Not sortable: ordering 100k products by a per-product aggregate takes seconds.
     @display(description=_("price"))
     def price_range(self, obj: Product) -> str:
-        if obj.price_min is None:
+        if obj.price_from is None:
             return "-"
-        if obj.price_min == obj.price_max:
-            return format_money(obj.price_min)
-        return f"{format_money(obj.price_min)} – {quantize(obj.price_max):,}"
+        if obj.price_from == obj.price_to:
+            return format_money(obj.price_from)
+        return f"{format_money(obj.price_from)} – {quantize(obj.price_to):,}"
 
     @display(description=_("discount"))
     def discount(self, obj: Product) -> str:

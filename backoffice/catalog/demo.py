@@ -21,6 +21,7 @@ from backoffice.catalog.models import (
     ProductImage,
     Variant,
 )
+from backoffice.catalog.services import refresh_listings
 from backoffice.inventory.models import MovementReason, Warehouse
 from backoffice.inventory.services import Actor, StockLevel, bulk_set_stock_levels
 from backoffice.money import quantize
@@ -344,6 +345,8 @@ def _write_batch(rng, prefix, start, count, leaf_list, warehouses, actor, totals
         if quantity is not None
     ]
     bulk_set_stock_levels(levels, reason=MovementReason.IMPORT, actor=actor, reference="demo")
+    # bulk_create sends no signals: the products' listing columns, in one pass.
+    refresh_listings([product.pk for product in product_rows])
     totals["products"] += len(product_rows)
     totals["variants"] += len(variant_rows)
     totals["stock"] += len(levels)

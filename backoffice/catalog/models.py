@@ -124,6 +124,21 @@ class Product(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Listing columns: copies of what the variants, stock and reviews say, kept true by
+    # ``backoffice.catalog.services.refresh_listings``, so a storefront can filter and sort 100k
+    # products by price, stock and rating through an index instead of aggregating per request.
+    price_min = models.DecimalField(
+        _("lowest price"), **MONEY_FIELD_KWARGS, null=True, blank=True, editable=False
+    )
+    price_max = models.DecimalField(
+        _("highest price"), **MONEY_FIELD_KWARGS, null=True, blank=True, editable=False
+    )
+    is_in_stock = models.BooleanField(_("in stock"), default=False, editable=False)
+    rating_average = models.DecimalField(
+        _("rating"), max_digits=3, decimal_places=2, default=0, editable=False
+    )
+    rating_count = models.PositiveIntegerField(_("reviews"), default=0, editable=False)
+
     class Meta:
         verbose_name = _("product")
         verbose_name_plural = _("products")
@@ -131,6 +146,13 @@ class Product(models.Model):
             models.Index(fields=["is_active", "category"], name="product_active_category"),
             models.Index(fields=["is_active", "-created_at", "id"], name="product_active_newest"),
             models.Index(fields=["is_active", "name", "id"], name="product_active_name"),
+            models.Index(fields=["is_active", "price_min", "id"], name="product_active_price"),
+            models.Index(
+                fields=["is_active", "-price_min", "-id"], name="product_active_price_desc"
+            ),
+            models.Index(
+                fields=["is_active", "-rating_average", "-id"], name="product_active_rating"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -73,15 +73,30 @@ def with_discount(queryset: QuerySet[Variant] | None = None) -> QuerySet[Variant
     )
 
 
+def price_bounds() -> dict[str, Subquery]:
+    """``price_min``/``price_max`` of ``OuterRef("pk")``'s active variants (NULL without any):
+    the expressions behind both the live annotation and the stored listing columns."""
+    grouped = Variant.objects.filter(
+        product=OuterRef("pk"), is_active=True
+    ).order_by().values("product")
+    return {
+        "price_min": Subquery(grouped.annotate(v=Min("price")).values("v"),
+                              output_field=MONEY_FIELD),
+        "price_max": Subquery(grouped.annotate(v=Max("price")).values("v"),
+                              output_field=MONEY_FIELD),
+    }
+
+
 def with_price_range(queryset: QuerySet[Product] | None = None) -> QuerySet[Product]:
-    """Products with ``price_min``/``price_max`` over active variants (NULL without any) and
+    """Products with ``price_from``/``price_to``, computed now over active variants (NULL
+    without any; ``price_min``/``price_max`` are the stored copies listings use), and
     ``discount_max``, the biggest discount percentage among them (NULL when none is on sale)."""
     queryset = Product.objects.all() if queryset is None else queryset
     active = Variant.objects.filter(product=OuterRef("pk"), is_active=True).order_by()
-    grouped = active.values("product")
+    bounds = price_bounds()
     return queryset.annotate(
-        price_min=Subquery(grouped.annotate(v=Min("price")).values("v"), output_field=MONEY_FIELD),
-        price_max=Subquery(grouped.annotate(v=Max("price")).values("v"), output_field=MONEY_FIELD),
+        price_from=bounds["price_min"],
+        price_to=bounds["price_max"],
         discount_max=Subquery(
             with_discount(active.filter(compare_at_price__gt=F("price")))
             .order_by("-discount_percentage")

@@ -98,6 +98,7 @@ def change_prices_by_percentage(
     Variant.objects.bulk_update(
         changed, ["price", "compare_at_price", "updated_at"], batch_size=1000
     )
+    refresh_listings({variant.product_id for variant in changed})
     return len(changed)
 
 
@@ -157,3 +158,34 @@ def deactivate_sold_out_products() -> int:
     if count:
         logger.info("Unpublished %d sold-out products", count)
     return count
+
+
+LISTING_CHUNK = 2000  # products per UPDATE; well under SQLite's variable limit
+
+
+def refresh_listings(product_ids: Iterable[int] | None = None) -> int:
+    """Recompute the listing columns (price range, in stock) of products from their variants
+    and stock, in set-based UPDATEs; every product when ``product_ids`` is None.
+
+    Called by every write that can change them: variant saves (signals), bulk price changes,
+    imports, stock changes; and nightly, as a safety net. Returns the rows updated.
+    """
+    from backoffice.catalog.selectors import price_bounds
+    from backoffice.inventory.models import Stock
+
+    columns = {
+        **price_bounds(),
+        "is_in_stock": Exists(
+            Stock.objects.filter(
+                variant__product=OuterRef("pk"), variant__is_active=True,
+                quantity__gt=F("quantity_allocated"),
+            )
+        ),
+    }
+    if product_ids is None:
+        return Product.objects.update(**columns)
+    ids = sorted(set(product_ids))
+    return sum(
+        Product.objects.filter(pk__in=ids[start:start + LISTING_CHUNK]).update(**columns)
+        for start in range(0, len(ids), LISTING_CHUNK)
+    )

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from backoffice.bulk import insert_rows
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.catalog.services import refresh_listings
 from backoffice.imports.categories import CategoryPathError, CategoryTree
 from backoffice.imports.formats import PRODUCT_FORMATS
 from backoffice.imports.readers import FileFormatError, Table, open_table
@@ -549,6 +550,8 @@ class ProductImport:
             timings["write catalog"] = time.monotonic() - started
             started = time.monotonic()
             self._write_stock()
+            # Variants went in by COPY (no signals): the products' price range and stock flag.
+            refresh_listings(pk for pk in self.product_ids.values() if pk is not None)
             timings["write stock"] = time.monotonic() - started
         self.result.written = True
 

@@ -60,6 +60,21 @@ def _locked_stock(variant_id: int, warehouse_id: int) -> Stock:
     return Stock.objects.select_for_update().get(variant_id=variant_id, warehouse_id=warehouse_id)
 
 
+def _refresh_listings(variant_ids: set[int]) -> None:
+    """Products whose stock changed may have come in or gone out of stock."""
+    if not variant_ids:
+        return
+    from backoffice.catalog.models import Variant
+    from backoffice.catalog.services import refresh_listings
+
+    ids = sorted(variant_ids)
+    product_ids = set()
+    for start in range(0, len(ids), 2000):
+        product_ids.update(Variant.objects.filter(pk__in=ids[start:start + 2000])
+                           .values_list("product_id", flat=True))
+    refresh_listings(product_ids)
+
+
 def _report_if_low(stock: Stock, available_before: int) -> None:
     """Tell plugins (``stock_low``, after commit) when a change takes a row down to its
     threshold: once per fall, not again while it stays low."""
@@ -128,6 +143,7 @@ def adjust_stock(
         reference=reference, note=note,
     ).save()
     _report_if_low(stock, available_before)
+    _refresh_listings({stock.variant_id})
     return stock
 
 
@@ -230,4 +246,5 @@ def bulk_set_stock_levels(
     ])
     for stock, available_before in falling:
         _report_if_low(stock, available_before)
+    _refresh_listings({stock.variant_id for stock, _ in changes})
     return len(changes)

@@ -41,6 +41,10 @@ def _apply(product_id: int, *, count: int, total: int) -> None:
         if rating.count else Decimal("0")
     )
     rating.save()
+    # The product's own copy, which listings sort and filter by.
+    Product.objects.filter(pk=product_id).update(
+        rating_average=rating.average, rating_count=rating.count
+    )
 
 
 def _validate(rating: int) -> None:

@@ -1,0 +1,193 @@
+"""Reads for the storefront: the category tree, product listings with filters, product detail.
+
+Listings filter and sort on the stored listing columns (``price_min``, ``is_in_stock``,
+``rating_average``) through indexes that match each ordering, with the primary key as the last
+key so the order is stable and a page never repeats or skips a product. A page is four queries at
+most, whatever the filters: the category (when filtering by one), the count, the page's products
+(their first image in the same SELECT), and the page's variants with their stock status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+
+from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.inventory.selectors import with_variant_stock
+from backoffice.money import quantize
+
+ORDERINGS = {
+    "newest": ("-created_at", "-id"),
+    "price": ("price_min", "id"),
+    "-price": ("-price_min", "-id"),
+    "name": ("name", "id"),
+    "rating": ("-rating_average", "-id"),
+}
+
+
+class CatalogQueryError(ValueError):
+    """A filter the catalog cannot apply (an unknown category, a malformed option)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class ProductFilters:
+    category: str = ""  # a category path, e.g. "clothing/men"
+    brands: list[str] = field(default_factory=list)
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+    in_stock: bool | None = None
+    featured: bool | None = None
+    options: dict[str, str] = field(default_factory=dict)  # {"Size": "M"}
+    attributes: dict[str, str] = field(default_factory=dict)  # {"material": "cotton"}
+    search: str = ""
+
+
+def published_products() -> QuerySet[Product]:
+    return Product.objects.filter(is_active=True)
+
+
+def category_by_path(path: str) -> Category:
+    category = Category.objects.filter(path=path.strip("/"), is_active=True).first()
+    if category is None:
+        raise CatalogQueryError(f"There is no category {path!r}.", "category")
+    return category
+
+
+def _first_image() -> dict[str, Subquery]:
+    images = ProductImage.objects.filter(product=OuterRef("pk")).order_by("position", "id")
+    return {
+        "image_file": Subquery(images.values("image")[:1]),
+        "image_source_url": Subquery(images.values("source_url")[:1]),
+        "image_alt": Subquery(images.values("alt_text")[:1]),
+    }
+
+
+def _search(queryset: QuerySet[Product], text: str) -> QuerySet[Product]:
+    sku_match = Exists(Variant.objects.filter(product=OuterRef("pk"), sku__iexact=text))
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        vector = SearchVector("name", "brand", "description", config="simple")
+        query = SearchQuery(text, config="simple", search_type="websearch")
+        return queryset.annotate(search=vector).filter(Q(search=query) | sku_match)
+    return queryset.filter(
+        Q(name__icontains=text) | Q(brand__icontains=text) | Q(description__icontains=text)
+        | sku_match
+    )
+
+
+def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None = None):
+    """Published products matching ``filters`` (one query for the category, if any)."""
+    queryset = published_products() if queryset is None else queryset
+    if filters.category:
+        category = category_by_path(filters.category)
+        queryset = queryset.filter(
+            category__tree_id=category.tree_id,
+            category__lft__gte=category.lft,
+            category__lft__lte=category.rght,
+        )
+    if filters.brands:
+        queryset = queryset.filter(brand__in=filters.brands)
+    if filters.price_min is not None:
+        queryset = queryset.filter(price_min__gte=filters.price_min)
+    if filters.price_max is not None:
+        queryset = queryset.filter(price_min__lte=filters.price_max)
+    if filters.in_stock is not None:
+        queryset = queryset.filter(is_in_stock=filters.in_stock)
+    if filters.featured is not None:
+        queryset = queryset.filter(is_featured=filters.featured)
+    if filters.options:
+        variants = Variant.objects.filter(product=OuterRef("pk"), is_active=True)
+        for name, value in filters.options.items():
+            variants = variants.filter(**{f"option_values__{name}": value})
+        queryset = queryset.filter(Exists(variants))
+    for name, value in filters.attributes.items():
+        queryset = queryset.filter(**{f"attributes__{name}": value})
+    if filters.search:
+        queryset = _search(queryset, filters.search)
+    return queryset
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    products: list[Product]
+    count: int
+    page: int
+    page_size: int
+
+
+def variants_for_listing() -> QuerySet[Variant]:
+    return with_variant_stock(Variant.objects.filter(is_active=True)).order_by("position", "id")
+
+
+def product_page(
+    filters: ProductFilters, *, ordering: str = "newest", page: int = 1, page_size: int = 24
+) -> ProductPage:
+    """One page of a listing, with the total. Each product carries ``listing_variants``."""
+    queryset = filter_products(filters)
+    count = queryset.count()
+    start = (page - 1) * page_size
+    products = list(
+        queryset.order_by(*ORDERINGS[ordering])
+        .annotate(**_first_image())
+        .prefetch_related(Prefetch("variants", variants_for_listing(),
+                                   to_attr="listing_variants"))
+        [start:start + page_size]
+    )
+    return ProductPage(products=products, count=count, page=page, page_size=page_size)
+
+
+def product_detail(slug: str) -> Product | None:
+    """A published product with its category, variants (and stock status) and images."""
+    return (
+        published_products()
+        .select_related("category")
+        .prefetch_related(
+            Prefetch("variants", variants_for_listing(), to_attr="listing_variants"),
+            Prefetch("images", ProductImage.objects.order_by("position", "id")),
+        )
+        .filter(slug=slug)
+        .first()
+    )
+
+
+def breadcrumbs(category: Category | None) -> list[Category]:
+    """The category and its ancestors, root first (one query)."""
+    if category is None:
+        return []
+    return list(category.get_ancestors(include_self=True))
+
+
+def category_tree() -> list[dict]:
+    """The whole active tree, nested, from one query."""
+    nodes: dict[int, dict] = {}
+    roots: list[dict] = []
+    for category in Category.objects.filter(is_active=True).order_by("tree_id", "lft"):
+        node = {
+            "id": category.pk, "name": category.name, "slug": category.slug,
+            "path": category.path, "children": [],
+        }
+        nodes[category.pk] = node
+        parent = nodes.get(category.parent_id)
+        if category.parent_id is None:
+            roots.append(node)
+        elif parent is not None:  # an inactive parent hides its subtree
+            parent["children"].append(node)
+    return roots
+
+
+def average_price(category: Category) -> Decimal | None:
+    """The average lowest price of the published products in the category and below it."""
+    average = published_products().filter(
+        category__tree_id=category.tree_id,
+        category__lft__gte=category.lft,
+        category__lft__lte=category.rght,
+    ).aggregate(average=Avg("price_min"))["average"]
+    return None if average is None else quantize(average)

@@ -1,0 +1,228 @@
+"""Catalog browsing: the category tree, product listings with filters, product detail. Public."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema
+from pydantic import StringConstraints
+
+from backoffice.catalog import storefront
+from backoffice.catalog.models import Product
+from shop_api.errors import ApiError
+from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
+from shop_api.schemas import ERROR_RESPONSES
+
+router = Router(tags=["catalog"])
+
+
+class CategoryNode(Schema):
+    id: int
+    name: str
+    slug: str
+    path: str
+    children: list[CategoryNode]
+
+
+class CategoryRef(Schema):
+    name: str
+    slug: str
+    path: str
+
+
+class CategoryOut(Schema):
+    name: str
+    slug: str
+    path: str
+    description: str
+    breadcrumbs: list[CategoryRef]
+    children: list[CategoryRef]
+    average_price: Decimal | None = Field(
+        description="Average lowest price of the products in it and below it."
+    )
+
+
+class ImageOut(Schema):
+    url: str
+    alt: str
+
+
+class VariantOut(Schema):
+    sku: str
+    name: str
+    options: dict[str, str]
+    price: Decimal
+    compare_at_price: Decimal | None
+    discount_percentage: Decimal | None
+    availability: Literal["in_stock", "low", "out"]
+
+
+class ProductSummary(Schema):
+    slug: str
+    name: str
+    brand: str
+    price_min: Decimal | None
+    price_max: Decimal | None
+    in_stock: bool
+    featured: bool
+    rating_average: Decimal
+    rating_count: int
+    image: ImageOut | None
+    variants: list[VariantOut]
+
+
+class ProductPageOut(Schema):
+    items: list[ProductSummary]
+    count: int = Field(description="Products matching the filters, on every page.")
+    page: int
+    page_size: int
+
+
+class ProductOut(ProductSummary):
+    description: str
+    attributes: dict
+    tags: list
+    category: CategoryRef | None
+    breadcrumbs: list[CategoryRef]
+    images: list[ImageOut]
+    seo_title: str
+    seo_description: str
+
+
+def _discount(price: Decimal, compare_at: Decimal | None) -> Decimal | None:
+    if compare_at is None or compare_at <= price or not compare_at:
+        return None
+    return ((compare_at - price) * 100 / compare_at).quantize(Decimal("0.01"))
+
+
+def _variants(product: Product) -> list[dict]:
+    return [
+        {
+            "sku": v.sku, "name": v.name,
+            "options": {str(k): str(val) for k, val in (v.option_values or {}).items()},
+            "price": v.price, "compare_at_price": v.compare_at_price,
+            "discount_percentage": _discount(v.price, v.compare_at_price),
+            "availability": v.stock_status,
+        }
+        for v in product.listing_variants
+    ]
+
+
+def _image_url(file_name: str, source_url: str) -> str:
+    if file_name:
+        from django.core.files.storage import default_storage
+
+        return default_storage.url(file_name)
+    return source_url
+
+
+def _summary(product: Product) -> dict:
+    first = None
+    if getattr(product, "image_file", None) or getattr(product, "image_source_url", None):
+        first = {"url": _image_url(product.image_file, product.image_source_url),
+                 "alt": product.image_alt or product.name}
+    return {
+        "slug": product.slug, "name": product.name, "brand": product.brand,
+        "price_min": product.price_min, "price_max": product.price_max,
+        "in_stock": product.is_in_stock, "featured": product.is_featured,
+        "rating_average": product.rating_average, "rating_count": product.rating_count,
+        "image": first, "variants": _variants(product),
+    }
+
+
+def _ref(category) -> dict:
+    return {"name": category.name, "slug": category.slug, "path": category.path}
+
+
+@router.get("/categories", response={200: list[CategoryNode], **ERROR_RESPONSES})
+def categories(request: HttpRequest):
+    """The whole category tree, nested (one query)."""
+    return storefront.category_tree()
+
+
+@router.get("/categories/{path:path}", response={200: CategoryOut, **ERROR_RESPONSES})
+def category(request: HttpRequest, path: str):
+    """A category by its path (e.g. ``clothing/men``): breadcrumbs, children, average price."""
+    try:
+        node = storefront.category_by_path(path)
+    except storefront.CatalogQueryError as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    return {
+        **_ref(node), "description": node.description,
+        "breadcrumbs": [_ref(c) for c in storefront.breadcrumbs(node)],
+        "children": [_ref(c) for c in node.get_children().filter(is_active=True)],
+        "average_price": storefront.average_price(node),
+    }
+
+
+Pair = Annotated[str, StringConstraints(pattern=r"^[^:]{1,50}:.{1,100}$")]
+
+
+class ProductQuery(Schema):
+    category: Annotated[str, StringConstraints(max_length=1000)] = Field(
+        "", description="A category path; products in it and below it."
+    )
+    brand: list[Annotated[str, StringConstraints(max_length=120)]] = Field(
+        default_factory=list, description="One or more brands."
+    )
+    min_price: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
+    max_price: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
+    in_stock: bool | None = None
+    featured: bool | None = None
+    option: list[Pair] = Field(default_factory=list, description="e.g. Size:M (repeatable)")
+    attribute: list[Pair] = Field(default_factory=list, description="e.g. material:cotton")
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = Field(
+        "", description="Words in the name, brand or description, or an exact SKU."
+    )
+    ordering: Literal["newest", "price", "-price", "name", "rating"] = "newest"
+    page: int = Field(1, ge=1, le=MAX_PAGE)
+    page_size: int = Field(24, ge=1, le=MAX_PAGE_SIZE)
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    return dict(value.split(":", 1) for value in values)
+
+
+@router.get("/products", response={200: ProductPageOut, **ERROR_RESPONSES})
+def products(request: HttpRequest, filters: Query[ProductQuery]):
+    """Published products, filtered, ordered and paginated, with the total count.
+
+    Four queries at most, whatever the filters and the page.
+    """
+    try:
+        page = storefront.product_page(
+            storefront.ProductFilters(
+                category=filters.category, brands=filters.brand, price_min=filters.min_price,
+                price_max=filters.max_price, in_stock=filters.in_stock,
+                featured=filters.featured, options=_pairs(filters.option),
+                attributes=_pairs(filters.attribute), search=filters.q,
+            ),
+            ordering=filters.ordering, page=filters.page, page_size=filters.page_size,
+        )
+    except storefront.CatalogQueryError as exc:
+        raise ApiError(404, "not_found", str(exc),
+                       [{"field": exc.field, "message": str(exc), "code": "not_found"}]) from exc
+    return {"items": [_summary(p) for p in page.products], "count": page.count,
+            "page": page.page, "page_size": page.page_size}
+
+
+@router.get("/products/{slug}", response={200: ProductOut, **ERROR_RESPONSES})
+def product(request: HttpRequest, slug: str):
+    """A published product: variants with prices, discount and availability (in stock, low or
+    out; not the warehouse numbers), images, breadcrumbs and rating. Four queries at most."""
+    item = storefront.product_detail(slug)
+    if item is None:
+        raise ApiError(404, "not_found", "Not found.")
+    images = [{"url": _image_url(i.image.name if i.image else "", i.source_url),
+               "alt": i.alt_text or item.name} for i in item.images.all()]
+    return {
+        **_summary(item),
+        "image": images[0] if images else None,
+        "description": item.description, "attributes": item.attributes, "tags": item.tags,
+        "category": _ref(item.category) if item.category else None,
+        "breadcrumbs": [_ref(c) for c in storefront.breadcrumbs(item.category)],
+        "images": images, "seo_title": item.seo_title or item.name,
+        "seo_description": item.seo_description,
+    }

@@ -1,0 +1,220 @@
+"""Catalog browsing: listing columns kept true, filters, orderings, pages and query budgets."""
+
+from decimal import Decimal
+
+import pytest
+from cachalot.api import cachalot_disabled
+
+from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.catalog.services import change_prices_by_percentage, refresh_listings
+from backoffice.inventory.models import Stock
+from backoffice.inventory.services import adjust_stock
+
+pytestmark = pytest.mark.django_db
+
+
+def make(name, category, prices, stock=(5,), brand="Acme", **fields):
+    product = Product.objects.create(name=name, slug=name.lower().replace(" ", "-"),
+                                     category=category, brand=brand, **fields)
+    for position, price in enumerate(prices):
+        variant = Variant.objects.create(
+            product=product, sku=f"{product.slug}-{position}".upper(), price=price,
+            name=f"v{position}", option_values={"Size": ["S", "M", "L"][position % 3]},
+            position=position,
+        )
+        quantity = stock[position] if position < len(stock) else 0
+        if quantity:
+            adjust_stock(variant_id=variant.pk, quantity_change=quantity)
+    product.refresh_from_db()
+    return product
+
+
+@pytest.fixture
+def shop():
+    clothing = Category.objects.create(name="Clothing", slug="clothing")
+    men = Category.objects.create(name="Men", slug="men", parent=clothing)
+    shirts = Category.objects.create(name="Shirts", slug="shirts", parent=men)
+    home = Category.objects.create(name="Home", slug="home")
+    return {
+        "polo": make("Blue Polo", shirts, ["25.00", "30.00"], brand="Kitenge Co",
+                     attributes={"material": "cotton"}),
+        "jacket": make("Rain Jacket", men, ["90.00"], stock=(0,), is_featured=True),
+        "lamp": make("Brass Lamp", home, ["40.00"]),
+        "draft": make("Hidden Draft", home, ["10.00"], is_active=False),
+    }
+
+
+def listing(client, query=""):
+    response = client.get(f"/api/v1/products?{query}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def names(page):
+    return [item["name"] for item in page["items"]]
+
+
+# --- Listing columns ---------------------------------------------------------------------------
+
+
+def test_listing_columns_follow_variants_stock_and_price_changes(shop):
+    polo = shop["polo"]
+    assert (polo.price_min, polo.price_max, polo.is_in_stock) == (
+        Decimal("25.00"), Decimal("30.00"), True)
+    assert shop["jacket"].is_in_stock is False
+
+    Variant.objects.filter(product=polo, price="25.00").first().delete()  # one at a time: signal
+    polo.refresh_from_db()
+    assert polo.price_min == Decimal("30.00")
+
+    change_prices_by_percentage(product_ids=[polo.pk], percentage=Decimal("-10"))
+    polo.refresh_from_db()
+    assert polo.price_min == Decimal("27.00")
+
+    jacket_variant = shop["jacket"].variants.get()
+    adjust_stock(variant_id=jacket_variant.pk, quantity_change=2)
+    shop["jacket"].refresh_from_db()
+    assert shop["jacket"].is_in_stock is True
+    Stock.objects.filter(variant=jacket_variant).update(quantity_allocated=2)
+    refresh_listings([shop["jacket"].pk])
+    shop["jacket"].refresh_from_db()
+    assert shop["jacket"].is_in_stock is False, "allocated units are not in stock"
+
+
+def test_a_nightly_refresh_repairs_columns_written_around_the_services(shop):
+    Product.objects.filter(pk=shop["lamp"].pk).update(price_min=None, is_in_stock=False)
+    assert refresh_listings() == Product.objects.count()
+    shop["lamp"].refresh_from_db()
+    assert (shop["lamp"].price_min, shop["lamp"].is_in_stock) == (Decimal("40.00"), True)
+
+
+def test_reviews_keep_the_products_rating_columns(client, shop):
+    token = client.post("/api/v1/auth/register",
+                        {"email": "r@example.com", "password": "correct-horse-battery-9"},
+                        content_type="application/json").json()["access_token"]
+    client.post("/api/v1/products/blue-polo/reviews", {"rating": 4},
+                content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    shop["polo"].refresh_from_db()
+    assert (shop["polo"].rating_average, shop["polo"].rating_count) == (Decimal("4.00"), 1)
+
+
+# --- Categories --------------------------------------------------------------------------------
+
+
+def test_the_whole_tree_in_one_query(client, shop, django_assert_num_queries):
+    with cachalot_disabled(), django_assert_num_queries(1):
+        tree = client.get("/api/v1/categories").json()
+    assert [node["path"] for node in tree] == ["clothing", "home"]
+    assert tree[0]["children"][0]["children"][0]["path"] == "clothing/men/shirts"
+
+
+def test_a_category_with_breadcrumbs_children_and_average_price(client, shop):
+    body = client.get("/api/v1/categories/clothing/men").json()
+    assert [c["path"] for c in body["breadcrumbs"]] == ["clothing", "clothing/men"]
+    assert [c["slug"] for c in body["children"]] == ["shirts"]
+    assert body["average_price"] == "57.50"  # (25.00 + 90.00) / 2
+    assert client.get("/api/v1/categories/nowhere").status_code == 404
+
+
+# --- Listings ----------------------------------------------------------------------------------
+
+
+def test_only_published_products_are_listed_newest_first(client, shop):
+    page = listing(client)
+    assert names(page) == ["Brass Lamp", "Rain Jacket", "Blue Polo"]
+    assert page["count"] == 3
+
+
+def test_a_category_includes_its_descendants(client, shop):
+    assert set(names(listing(client, "category=clothing"))) == {"Blue Polo", "Rain Jacket"}
+    assert names(listing(client, "category=clothing/men/shirts")) == ["Blue Polo"]
+    unknown = client.get("/api/v1/products?category=nowhere")
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["field"] == "category"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("brand=Kitenge+Co", {"Blue Polo"}),
+    ("brand=Kitenge+Co&brand=Acme", {"Blue Polo", "Rain Jacket", "Brass Lamp"}),
+    ("min_price=30&max_price=90", {"Rain Jacket", "Brass Lamp"}),
+    ("in_stock=true", {"Blue Polo", "Brass Lamp"}),
+    ("in_stock=false", {"Rain Jacket"}),
+    ("featured=true", {"Rain Jacket"}),
+    ("option=Size:M", {"Blue Polo"}),
+    ("attribute=material:cotton", {"Blue Polo"}),
+    ("q=lamp", {"Brass Lamp"}),
+    ("q=BLUE-POLO-1", {"Blue Polo"}),
+])
+def test_filters(client, shop, query, expected):
+    assert set(names(listing(client, query))) == expected
+
+
+@pytest.mark.parametrize(("ordering", "expected"), [
+    ("price", ["Blue Polo", "Brass Lamp", "Rain Jacket"]),
+    ("-price", ["Rain Jacket", "Brass Lamp", "Blue Polo"]),
+    ("name", ["Blue Polo", "Brass Lamp", "Rain Jacket"]),
+])
+def test_orderings(client, shop, ordering, expected):
+    assert names(listing(client, f"ordering={ordering}")) == expected
+
+
+def test_pages_are_stable_with_a_total(client, shop):
+    for i in range(7):
+        make(f"Same Price {i}", None, ["40.00"])
+    seen = []
+    for page in (1, 2, 3, 4):
+        body = listing(client, f"ordering=price&page_size=3&page={page}")
+        assert body["count"] == 10
+        seen += names(body)
+    assert len(seen) == 10 == len(set(seen)), "no product twice, none skipped"
+
+
+def test_listing_items_carry_variants_prices_and_availability(client, shop):
+    ProductImage.objects.create(product=shop["polo"], source_url="https://img.example/p.jpg",
+                                alt_text="A blue polo")
+    item = next(i for i in listing(client)["items"] if i["name"] == "Blue Polo")
+    assert (item["price_min"], item["price_max"], item["in_stock"]) == ("25.00", "30.00", True)
+    assert item["image"] == {"url": "https://img.example/p.jpg", "alt": "A blue polo"}
+    assert [(v["sku"], v["availability"]) for v in item["variants"]] == [
+        ("BLUE-POLO-0", "low"), ("BLUE-POLO-1", "out")]  # 5 units at a threshold of 5
+
+
+@pytest.mark.parametrize("query", [
+    "", "category=clothing&ordering=price", "page=2&page_size=2", "q=polo&in_stock=true",
+    "option=Size:S&brand=Acme&ordering=-price", "ordering=rating&featured=false",
+])
+def test_a_page_is_four_queries_whatever_the_filters(client, shop, query,
+                                                     django_assert_max_num_queries):
+    for i in range(30):
+        make(f"Filler {i}", shop["polo"].category, ["12.00", "13.00", "14.00"])
+    with cachalot_disabled(), django_assert_max_num_queries(4):
+        assert client.get(f"/api/v1/products?{query}").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["page=0", "page_size=101", "ordering=cheapest",
+                                   "min_price=-1", "option=Size", "in_stock=maybe"])
+def test_bad_listing_parameters_are_a_422(client, shop, query):
+    response = client.get(f"/api/v1/products?{query}")
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+
+
+# --- Detail ------------------------------------------------------------------------------------
+
+
+def test_product_detail_in_four_queries(client, shop, django_assert_max_num_queries):
+    ProductImage.objects.create(product=shop["polo"], source_url="https://img.example/1.jpg")
+    ProductImage.objects.create(product=shop["polo"], source_url="https://img.example/2.jpg",
+                                position=1)
+    with cachalot_disabled(), django_assert_max_num_queries(4):
+        body = client.get("/api/v1/products/blue-polo").json()
+    assert [c["path"] for c in body["breadcrumbs"]] == [
+        "clothing", "clothing/men", "clothing/men/shirts"]
+    assert [i["url"] for i in body["images"]] == ["https://img.example/1.jpg",
+                                                  "https://img.example/2.jpg"]
+    assert body["attributes"] == {"material": "cotton"}
+    assert "quantity" not in str(body["variants"]), "no warehouse numbers"
+
+
+def test_an_unpublished_product_is_not_found(client, shop):
+    assert client.get("/api/v1/products/hidden-draft").status_code == 404
