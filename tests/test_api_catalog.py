@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from cachalot.api import cachalot_disabled
+from django.db.models import F
 
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.catalog.services import change_prices_by_percentage, refresh_listings
@@ -83,7 +84,8 @@ def test_listing_columns_follow_variants_stock_and_price_changes(shop):
 
 def test_a_nightly_refresh_repairs_columns_written_around_the_services(shop):
     Product.objects.filter(pk=shop["lamp"].pk).update(price_min=None, is_in_stock=False)
-    assert refresh_listings() == Product.objects.count()
+    assert refresh_listings() == 1, "only the broken row is rewritten"
+    assert refresh_listings() == 0
     shop["lamp"].refresh_from_db()
     assert (shop["lamp"].price_min, shop["lamp"].is_in_stock) == (Decimal("40.00"), True)
 
@@ -218,3 +220,26 @@ def test_product_detail_in_four_queries(client, shop, django_assert_max_num_quer
 
 def test_an_unpublished_product_is_not_found(client, shop):
     assert client.get("/api/v1/products/hidden-draft").status_code == 404
+
+
+def test_stored_listing_columns_equal_the_live_definitions(shop):
+    """refresh_listings is one aggregate UPDATE for speed; it must say what the selectors say."""
+    from backoffice.catalog.selectors import with_price_range
+    from backoffice.inventory.selectors import with_product_stock
+
+    extra = make("Odd One", None, ["5.00", "7.00", "9.00"], stock=(0, 3, 0))
+    Variant.objects.filter(product=extra, price="9.00").update(is_active=False)
+    make("No Variants", None, [])
+    Stock.objects.filter(variant__product=shop["lamp"]).update(quantity_allocated=5)
+    Product.objects.update(price_min=None, price_max=None, is_in_stock=True)
+    refresh_listings()
+    live = with_product_stock(with_price_range(Product.objects.all()))
+    for product in live:
+        assert product.price_min == product.price_from, product.name
+        assert product.price_max == product.price_to, product.name
+        # In stock: some stock row of an active variant has more than is allocated.
+        has_free_row = Stock.objects.filter(
+            variant__product=product, variant__is_active=True,
+            quantity__gt=F("quantity_allocated"),
+        ).exists()
+        assert product.is_in_stock is has_free_row, product.name

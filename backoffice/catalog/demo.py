@@ -344,7 +344,8 @@ def _write_batch(rng, prefix, start, count, leaf_list, warehouses, actor, totals
         for warehouse, quantity in zip(warehouses, per_warehouse, strict=True)
         if quantity is not None
     ]
-    bulk_set_stock_levels(levels, reason=MovementReason.IMPORT, actor=actor, reference="demo")
+    bulk_set_stock_levels(levels, reason=MovementReason.IMPORT, actor=actor, reference="demo",
+                          refresh_listings=False)
     # bulk_create sends no signals: the products' listing columns, in one pass.
     refresh_listings([product.pk for product in product_rows])
     totals["products"] += len(product_rows)

@@ -664,7 +664,8 @@ class ProductImport:
         ]
         for chunk in _chunks(levels, 5000):
             bulk_set_stock_levels(
-                chunk, reason=MovementReason.IMPORT, actor=self.actor, reference=self.reference
+                chunk, reason=MovementReason.IMPORT, actor=self.actor, reference=self.reference,
+                refresh_listings=False,  # once for the whole file, after the stock
             )
 
 

@@ -183,11 +183,13 @@ def bulk_set_stock_levels(
     reason: str = MovementReason.IMPORT,
     actor: Actor = SYSTEM,
     reference: str = "",
+    refresh_listings: bool = True,
 ) -> int:
     """Set many stock levels in a few queries (imports); returns how many rows changed.
 
     Existing rows are locked in primary-key order; a level below what is allocated refuses the
-    whole batch. Unchanged levels write no movement.
+    whole batch. Unchanged levels write no movement. A caller writing many batches can pass
+    ``refresh_listings=False`` and refresh the products' listing columns once at the end.
     """
     wanted = {(level.variant_id, level.warehouse_id): level.quantity for level in levels}
     if not wanted:
@@ -246,5 +248,6 @@ def bulk_set_stock_levels(
     ])
     for stock, available_before in falling:
         _report_if_low(stock, available_before)
-    _refresh_listings({stock.variant_id for stock, _ in changes})
+    if refresh_listings:
+        _refresh_listings({stock.variant_id for stock, _ in changes})
     return len(changes)
