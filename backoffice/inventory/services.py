@@ -251,3 +251,53 @@ def bulk_set_stock_levels(
     if refresh_listings:
         _refresh_listings({stock.variant_id for stock, _ in changes})
     return len(changes)
+
+
+@dataclass(frozen=True)
+class CountedLevel:
+    """A counted level as an outside system names it: by SKU and warehouse code."""
+
+    sku: str
+    quantity: int
+    warehouse_code: str = ""  # the default warehouse when empty
+
+
+class UnknownStockPlaces(StockError):
+    """Some levels name a SKU or a warehouse that does not exist; ``errors`` lists
+    ``(index, field, message)`` for each, and nothing was changed."""
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        self.errors = errors
+        super().__init__("Some levels name things that do not exist.")
+
+
+@transaction.atomic
+def set_counted_levels(
+    levels: list[CountedLevel], *, actor: Actor, reference: str = ""
+) -> int:
+    """Set stock levels counted elsewhere (an ERP, a warehouse system): all or nothing.
+
+    Unknown SKUs or warehouses refuse the whole batch (``UnknownStockPlaces``), as does a level
+    below what is allocated (``InsufficientStock``). Returns how many levels changed.
+    """
+    from backoffice.catalog.models import Variant
+
+    variants = dict(
+        Variant.objects.filter(sku__in={lv.sku for lv in levels}).values_list("sku", "pk")
+    )
+    codes = {lv.warehouse_code for lv in levels if lv.warehouse_code}
+    warehouses = dict(Warehouse.objects.filter(code__in=codes).values_list("code", "pk"))
+    errors = []
+    for index, level in enumerate(levels):
+        if level.sku not in variants:
+            errors.append((index, "sku", f"unknown SKU {level.sku!r}"))
+        if level.warehouse_code and level.warehouse_code not in warehouses:
+            errors.append((index, "warehouse", f"unknown warehouse {level.warehouse_code!r}"))
+    if errors:
+        raise UnknownStockPlaces(errors)
+    default_id = default_warehouse().pk if any(not lv.warehouse_code for lv in levels) else None
+    return bulk_set_stock_levels(
+        [StockLevel(variants[lv.sku], warehouses.get(lv.warehouse_code, default_id), lv.quantity)
+         for lv in levels],
+        reason=MovementReason.COUNT, actor=actor, reference=reference,
+    )

@@ -11,15 +11,13 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
-from backoffice.catalog.models import Variant
 from backoffice.integrations.models import Scope
-from backoffice.inventory.models import MovementReason, Warehouse
 from backoffice.inventory.services import (
     Actor,
+    CountedLevel,
     StockError,
-    StockLevel,
-    bulk_set_stock_levels,
-    default_warehouse,
+    UnknownStockPlaces,
+    set_counted_levels,
 )
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
@@ -57,32 +55,20 @@ def set_stock_levels(request: HttpRequest, payload: StockLevelsIn):
     is written to the stock ledger under this key's name.
     """
     require_scope(request, Scope.STOCK_WRITE)
-    skus = {level.sku for level in payload.levels}
-    variants = dict(Variant.objects.filter(sku__in=skus).values_list("sku", "pk"))
-    codes = {level.warehouse for level in payload.levels if level.warehouse}
-    warehouses = dict(Warehouse.objects.filter(code__in=codes).values_list("code", "pk"))
-    default_id = default_warehouse().pk if any(not lv.warehouse for lv in payload.levels) else None
-    errors = []
-    for index, level in enumerate(payload.levels):
-        if level.sku not in variants:
-            errors.append({"field": f"levels.{index}.sku", "message": f"unknown SKU {level.sku!r}",
-                           "code": "unknown_sku"})
-        if level.warehouse and level.warehouse not in warehouses:
-            errors.append({"field": f"levels.{index}.warehouse",
-                           "message": f"unknown warehouse {level.warehouse!r}",
-                           "code": "unknown_warehouse"})
-    if errors:
-        raise ApiError(422, "validation_error", "Some rows name things that do not exist.",
-                       errors)
     levels = [
-        StockLevel(variants[lv.sku], warehouses.get(lv.warehouse, default_id), lv.quantity)
+        CountedLevel(sku=lv.sku, quantity=lv.quantity, warehouse_code=lv.warehouse)
         for lv in payload.levels
     ]
     try:
-        changed = bulk_set_stock_levels(
-            levels, reason=MovementReason.COUNT, actor=Actor(label=request.auth.label),
-            reference=payload.reference or "api",
+        changed = set_counted_levels(
+            levels, actor=Actor(label=request.auth.label), reference=payload.reference or "api"
         )
+    except UnknownStockPlaces as exc:
+        errors = [
+            {"field": f"levels.{index}.{field}", "message": message, "code": f"unknown_{field}"}
+            for index, field, message in exc.errors
+        ]
+        raise ApiError(422, "validation_error", str(exc), errors) from exc
     except StockError as exc:
         raise ApiError(409, "stock_conflict", str(exc)) from exc
     return {"received": len(levels), "changed": changed}
