@@ -1,6 +1,7 @@
 """Integration API keys: shown once, stored hashed, scoped; writes attributed to the key."""
 
 import re
+from decimal import Decimal
 
 import pytest
 
@@ -106,3 +107,101 @@ def test_a_customer_token_is_not_an_integration_key(client, variants):
                           content_type="application/json",
                           HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     assert response.status_code == 401
+
+
+# --- Catalog writes -----------------------------------------------------------------------------
+
+POLO = {
+    "handle": "safari-polo", "name": "Safari Polo", "brand": "Kitenge Co",
+    "category": "Clothing > Men > Shirts", "published": True,
+    "images": [{"url": "https://img.example/polo.jpg", "alt": "A polo"}],
+    "variants": [
+        {"sku": "POLO-S", "options": {"Size": "S"}, "price": "1200.00", "stock": {"main": 4}},
+        {"sku": "POLO-M", "options": {"Size": "M"}, "price": "1250.00",
+         "compare_at_price": "1500.00", "stock": {"main": 0}},
+    ],
+}
+
+
+def post_products(client, key, products, query=""):
+    return client.post(f"/api/v1/integrations/products{query}", {"products": products},
+                       content_type="application/json", HTTP_X_API_KEY=key)
+
+
+@pytest.fixture
+def catalog_key():
+    return create_api_key(name="ERP", scopes=[Scope.CATALOG_WRITE])
+
+
+def test_products_are_created_with_variants_images_categories_and_stock(client, catalog_key):
+    key, raw = catalog_key
+    response = post_products(client, raw, [POLO])
+    assert response.status_code == 200, response.content
+    assert response.json()["written"] is True
+    product = Product.objects.get(slug="safari-polo")
+    assert product.category.path == "clothing/men/shirts"
+    assert (product.price_min, product.price_max, product.is_in_stock) == (
+        Decimal("1200.00"), Decimal("1250.00"), True)
+    assert list(product.images.values_list("source_url", flat=True)) == [
+        "https://img.example/polo.jpg"]
+    assert Variant.objects.get(sku="POLO-M").option_values == {"Size": "M"}
+    movement = StockMovement.objects.get(stock__variant__sku="POLO-S")
+    assert movement.actor_label == key.label
+
+
+def test_sending_the_same_products_again_changes_nothing(client, catalog_key):
+    _, raw = catalog_key
+    post_products(client, raw, [POLO])
+    counts = post_products(client, raw, [POLO]).json()["counts"]
+    assert counts["products"].get("created", 0) == 0
+    assert counts["products"].get("updated", 0) == 0
+    assert Product.objects.count() == 1 and Variant.objects.count() == 2
+
+
+def test_an_update_changes_only_what_is_sent(client, catalog_key):
+    _, raw = catalog_key
+    post_products(client, raw, [{**POLO, "variants": [{**POLO["variants"][0],
+                                                       "barcode": "6001234"}]}])
+    post_products(client, raw, [{"handle": "safari-polo", "name": "Safari Polo",
+                                 "variants": [{"sku": "POLO-S", "price": "1100.00"}]}])
+    variant = Variant.objects.get(sku="POLO-S")
+    assert (variant.price, variant.barcode) == (Decimal("1100.00"), "6001234")
+    assert Product.objects.get().brand == "Kitenge Co"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"price": "12.345"}, "products.0.variants.0.price"),
+    ({"stock": {"nowhere": 3}}, "products.0.variants.0.stock.nowhere"),
+])
+def test_bad_values_name_their_field_and_write_nothing(client, catalog_key, change, field):
+    _, raw = catalog_key
+    bad = {**POLO, "variants": [{**POLO["variants"][0], **change}]}
+    response = post_products(client, raw, [bad])
+    assert response.status_code == 422
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert not Product.objects.exists()
+
+
+def test_a_sku_twice_in_one_call_is_refused(client, catalog_key):
+    _, raw = catalog_key
+    twin = {**POLO, "handle": "other-polo", "name": "Other"}
+    response = post_products(client, raw, [POLO, twin])
+    assert response.status_code == 422
+    assert any(e["field"].startswith("products.1.variants.0")
+               for e in response.json()["errors"])
+    assert not Product.objects.exists()
+
+
+def test_a_dry_run_checks_without_writing(client, catalog_key):
+    _, raw = catalog_key
+    response = post_products(client, raw, [POLO], query="?dry_run=true")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["dry_run"], body["written"]) == (True, False)
+    assert body["counts"]["products"]["created"] == 1
+    assert not Product.objects.exists()
+
+
+def test_catalog_writes_need_their_scope(client):
+    _, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
+    assert post_products(client, raw, [POLO]).status_code == 403
