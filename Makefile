@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: demo test install lint check-migrations clean
+.PHONY: demo test install lint check-migrations clean bench-api
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,6 +42,13 @@ test: $(STAMP) $(TEST_STAMP)
 ## SQLite by default; DATABASE_URL=postgres://... runs it in a fresh temporary database there.
 bench: $(STAMP)
 	$(PY) benchmarks/import_bench.py $(BENCH_ARGS)
+
+## API benchmark: the storefront listing and detail under wrk, ours vs plain DRF (prints numbers).
+## Needs a database holding a catalog, e.g.
+## DATABASE_URL=postgres://postgres@127.0.0.1:5432/backoffice_a make bench-api
+bench-api: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/api_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

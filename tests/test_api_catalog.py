@@ -243,3 +243,22 @@ def test_stored_listing_columns_equal_the_live_definitions(shop):
             quantity__gt=F("quantity_allocated"),
         ).exists()
         assert product.is_in_stock is has_free_row, product.name
+
+
+@pytest.mark.postgres
+def test_the_search_expression_matches_its_gin_index(shop):
+    from django.db import connection
+
+    from backoffice.catalog.storefront import ProductFilters, filter_products
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    # Without the is_active condition (whose btree a tiny table prefers): only the GIN index can
+    # serve the search, and only if the compiled expression is the indexed one.
+    plan = filter_products(ProductFilters(search="blue polo"), Product.objects.all()).explain()
+    assert "product_search_simple" in plan, plan
+
+
+def test_one_word_searches_find_an_exact_sku_first(client, shop):
+    assert names(listing(client, "q=blue-polo-1")) == ["Blue Polo"]  # any case
+    assert names(listing(client, "q=polo")) == ["Blue Polo"]  # a word, not a SKU

@@ -205,3 +205,12 @@ def test_a_dry_run_checks_without_writing(client, catalog_key):
 def test_catalog_writes_need_their_scope(client):
     _, raw = create_api_key(name="WMS", scopes=[Scope.STOCK_WRITE])
     assert post_products(client, raw, [POLO]).status_code == 403
+
+
+def test_null_leaves_a_field_as_it_is(client, catalog_key):
+    _, raw = catalog_key
+    post_products(client, raw, [{**POLO, "featured": True}])
+    response = post_products(client, raw, [{**POLO, "featured": None, "published": None,
+                                            "attributes": None, "tags": None}])
+    assert response.status_code == 200, response.content
+    assert Product.objects.get().is_featured is True

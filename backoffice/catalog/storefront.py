@@ -3,8 +3,10 @@
 Listings filter and sort on the stored listing columns (``price_min``, ``is_in_stock``,
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
 key so the order is stable and a page never repeats or skips a product. A page is four queries at
-most, whatever the filters: the category (when filtering by one), the count, the page's products
-(their first image in the same SELECT), and the page's variants with their stock status.
+most, whatever the filters: an exact-SKU lookup (one-word searches only), the count, the page's
+products (their first image in the same SELECT), and the page's variants with their stock status.
+The category filter is part of those queries; it is looked up on its own only to tell an unknown
+category from an empty one.
 """
 
 from __future__ import annotations
@@ -70,16 +72,24 @@ def _first_image() -> dict[str, Subquery]:
 
 
 def _search(queryset: QuerySet[Product], text: str) -> QuerySet[Product]:
-    sku_match = Exists(Variant.objects.filter(product=OuterRef("pk"), sku__iexact=text))
+    """An exact SKU (one word, as typed or upper-cased) finds its product; otherwise words
+    match the name, brand and description. Kept apart rather than OR-ed so each side uses its
+    index (the SKU's unique index; on PostgreSQL the GIN index of migration 0003)."""
+    if len(text.split()) == 1:
+        product_id = (
+            Variant.objects.filter(sku__in={text, text.upper()})
+            .values_list("product_id", flat=True).first()
+        )
+        if product_id is not None:
+            return queryset.filter(pk=product_id)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchVector
 
         vector = SearchVector("name", "brand", "description", config="simple")
         query = SearchQuery(text, config="simple", search_type="websearch")
-        return queryset.annotate(search=vector).filter(Q(search=query) | sku_match)
+        return queryset.annotate(search=vector).filter(search=query)
     return queryset.filter(
         Q(name__icontains=text) | Q(brand__icontains=text) | Q(description__icontains=text)
-        | sku_match
     )
 
 
@@ -87,11 +97,12 @@ def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None 
     """Published products matching ``filters`` (one query for the category, if any)."""
     queryset = published_products() if queryset is None else queryset
     if filters.category:
-        category = category_by_path(filters.category)
+        # Uncorrelated subqueries on the unique path: evaluated once, inside the same query.
+        node = Category.objects.filter(path=filters.category.strip("/"), is_active=True)
         queryset = queryset.filter(
-            category__tree_id=category.tree_id,
-            category__lft__gte=category.lft,
-            category__lft__lte=category.rght,
+            category__tree_id=Subquery(node.values("tree_id")[:1]),
+            category__lft__gte=Subquery(node.values("lft")[:1]),
+            category__lft__lte=Subquery(node.values("rght")[:1]),
         )
     if filters.brands:
         queryset = queryset.filter(brand__in=filters.brands)
@@ -133,6 +144,8 @@ def product_page(
     """One page of a listing, with the total. Each product carries ``listing_variants``."""
     queryset = filter_products(filters)
     count = queryset.count()
+    if not count and filters.category:
+        category_by_path(filters.category)  # an empty page: say so if the category is unknown
     start = (page - 1) * page_size
     products = list(
         queryset.order_by(*ORDERINGS[ordering])

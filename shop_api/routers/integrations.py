@@ -152,6 +152,7 @@ _PRODUCT_FIELDS = {
     "tags": "tags", "google_category_id": "google_category_id", "published": "is_active",
     "featured": "is_featured",
 }
+_NULLABLE_PRODUCT_FIELDS = {"google_category_id"}
 # Engine column -> JSON field, for error paths.
 _PRODUCT_COLUMNS = {
     "handle": "handle", "name": "name", "description": "description", "brand": "brand",
@@ -173,7 +174,10 @@ def _records(products: list[ProductIn]):
         record = ProductRecord(row=row, handle=product.handle)
         record.values["name"] = product.name
         for json_name, field_name in _PRODUCT_FIELDS.items():
-            if json_name in given:
+            # null leaves a field as it is, except the one that may be empty (the Google id).
+            if json_name in given and (
+                given[json_name] is not None or json_name in _NULLABLE_PRODUCT_FIELDS
+            ):
                 record.values[field_name] = getattr(product, json_name)
         if "category" in given:
             if product.category:
