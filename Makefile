@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: demo test install lint check-migrations clean bench-api
+.PHONY: demo test install lint check-migrations clean bench-api bench-checkout
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -49,6 +49,13 @@ bench: $(STAMP)
 bench-api: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/api_bench.py $(BENCH_ARGS)
+
+## Checkout benchmark: POST /api/v1/checkout under gunicorn, a hot-SKU race (200 buyers, 50 units)
+## and 2,000 spread checkouts (prints numbers; exits non-zero if an invariant breaks). PostgreSQL
+## only: a fresh temporary database on that server, dropped at the end, e.g.
+## DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres make bench-checkout
+bench-checkout: $(STAMP)
+	$(PY) benchmarks/checkout_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

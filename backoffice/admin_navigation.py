@@ -30,6 +30,18 @@ class SidebarItem:
 SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
     (_("Store"), [SidebarItem(_("Dashboard"), "dashboard", url_name="admin:index")]),
     (
+        _("Orders"),
+        [
+            SidebarItem(
+                _("Orders"),
+                "shopping_cart",
+                "orders.order",
+                badge="backoffice.orders.admin.orders_to_fulfil_badge",
+            ),
+            SidebarItem(_("Coupons"), "sell", "promotions.coupon"),
+        ],
+    ),
+    (
         _("Catalog"),
         [
             SidebarItem(_("Products"), "inventory_2", "catalog.product"),

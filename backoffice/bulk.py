@@ -9,8 +9,11 @@ own ``connection.ops`` adapters (JSON, dates), the same the ORM would use, and a
 filled in here because no ``pre_save`` runs. Callers read the new ids back by their natural key
 (slug, SKU) in chunked queries.
 
-The query cache is bypassed by these raw writes: callers of cached (catalog) tables invalidate
-them afterwards.
+``COPY`` goes through psycopg's own cursor, under cachalot's radar (it only watches
+``execute``/``executemany``): ``insert_rows`` therefore tells cachalot itself that the table
+changed, after the write (inside a transaction cachalot applies it when the transaction commits).
+That keeps the query cache and the storefront's response cache, whose catalog stamp is built from
+cachalot's table invalidations, true after every bulk write.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cachalot.api import invalidate
 from django.db import connection, models
 from django.utils import timezone
 
@@ -76,4 +80,7 @@ def insert_rows(model: type[models.Model], rows: Iterable[dict]) -> int:
             # Table and column names come from model metadata; every value is a bound parameter.
             sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
             cursor.executemany(sql, values)
+    # Uncachable tables (stock, the ledger) are ignored by cachalot; stock writers change the
+    # stock stamp themselves (backoffice.inventory.signals.stock_changed).
+    invalidate(model._meta.db_table, db_alias=connection.alias)
     return len(values)

@@ -90,9 +90,10 @@ class ServerTimingMiddleware:
         total_ms = (time.perf_counter() - start) * 1000
         db_ms = timer.seconds * 1000
         if settings.SERVER_TIMING:
-            response["Server-Timing"] = (
-                f'db;dur={db_ms:.2f};desc="{timer.count} queries", total;dur={total_ms:.2f}'
-            )
+            timing = f'db;dur={db_ms:.2f};desc="{timer.count} queries", total;dur={total_ms:.2f}'
+            # Entries the view added (the storefront cache's hit or miss) follow ours.
+            extra = response.get("Server-Timing")
+            response["Server-Timing"] = f"{timing}, {extra}" if extra else timing
         level = logging.DEBUG if request.path.startswith("/health/") else logging.INFO
         request_logger.log(
             level,

@@ -34,6 +34,12 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         cron="30 3 * * *",
     ),
     ScheduledJob(
+        # Unpaid orders hold stock only for their payment window.
+        name="Cancel unpaid orders",
+        func="backoffice.orders.tasks.cancel_expired_orders",
+        minutes=1,
+    ),
+    ScheduledJob(
         # Retries failed plugin deliveries and picks up any whose enqueue was lost.
         name="Deliver plugin events",
         func="backoffice.plugin_host.events.retry_due_deliveries",

@@ -71,6 +71,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 STORE_NAME = env_str("STORE_NAME", "Back office")
 STORE_CURRENCY = env_str("STORE_CURRENCY", "USD").upper()
+# Unpaid orders hold their stock this long, then a job cancels them (not cash on delivery).
+ORDER_PAYMENT_WINDOW_MINUTES = env_int("ORDER_PAYMENT_WINDOW_MINUTES", 60)
+# Order numbers are this plus the order's id (10001, 10002...).
+ORDER_NUMBER_START = env_int("ORDER_NUMBER_START", 10000)
 # Unpublish products once every active variant is sold out (a scheduled job).
 DEACTIVATE_SOLD_OUT_PRODUCTS = env_bool("DEACTIVATE_SOLD_OUT_PRODUCTS", True)
 
@@ -100,6 +104,8 @@ INSTALLED_APPS = [
     "backoffice.reviews",
     "backoffice.integrations",
     "backoffice.checkout",
+    "backoffice.orders",
+    "backoffice.promotions",
     "backoffice.imports",
 ]
 
@@ -175,7 +181,15 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "backoffice",
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-        }
+        },
+        # The storefront's cached answers: apart, so that their number (one per URL asked)
+        # never pushes out throttling counters or query-cache marks.
+        "storefront": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "storefront",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        },
     }
 else:
     # Not local memory: the job worker and every web process must see one cache (cachalot's
@@ -185,7 +199,12 @@ else:
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
             "OPTIONS": {"MAX_ENTRIES": 20000},
-        }
+        },
+        "storefront": {
+            "BACKEND": "backoffice.cache.FileBasedCache",  # culls without listing every write
+            "LOCATION": str(DATA_DIR / "storefront-cache"),
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        },
     }
 
 Q_CLUSTER = {
@@ -221,6 +240,8 @@ CACHALOT_TIMEOUT = 60 * 60
 # the writes of a 100k-row import.
 IMPORT_EXPORT_SKIP_ADMIN_LOG = True
 IMPORT_EXPORT_USE_TRANSACTIONS = True
+# A cell beginning with "=" would be a live formula in the merchant's spreadsheet: drop the "=".
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 # --- Auth ----------------------------------------------------------------------------------------
 
@@ -306,7 +327,7 @@ CORS_ALLOW_HEADERS = (
     "x-cart-token",
     "x-request-id",
 )
-CORS_EXPOSE_HEADERS = ("x-request-id", "server-timing")
+CORS_EXPOSE_HEADERS = ("x-request-id", "server-timing", "x-cache")
 
 # --- Observability -------------------------------------------------------------------------------
 
@@ -391,6 +412,12 @@ PLUGINS_BLOCK = env_list("PLUGINS_BLOCK")
 # --- Storefront API ---------------------------------------------------------------------------
 
 NINJA_PAGINATION_MAX_LIMIT = 100
+# Seconds a public catalog answer (listing, product, categories) may be served from the cache;
+# every catalog or stock write makes the next read miss anyway (backoffice/catalog/
+# storefront_cache.py). 0 turns the response cache off.
+STOREFRONT_CACHE_TIMEOUT = env_int("STOREFRONT_CACHE_TIMEOUT", 300)
+if STOREFRONT_CACHE_TIMEOUT < 0:
+    raise ImproperlyConfigured("STOREFRONT_CACHE_TIMEOUT must be 0 (off) or a number of seconds")
 NINJA_PAGINATION_PER_PAGE = 24
 # Per client address, on the routes an attacker would hammer.
 AUTH_THROTTLE_RATES = {

@@ -8,22 +8,34 @@ wrk``). It writes nothing to the database.
 
 What it does:
 
-1. picks the scenarios from the database: page 1 of the listing, the top-level category with the
-   most products ordered by price, page 2,000 (or the deepest page there is), and the detail of a
-   product from the middle of the catalog;
-2. counts the queries of one request per scenario in a separate process with Django's test client
-   and cachalot disabled (the work a request costs when nothing is cached);
+1. picks the scenarios from the database. *Hit* scenarios request one URL again and again, as a
+   popular page is: page 1 of the listing, the top-level category with the most products ordered
+   by price, page 2,000 (or the deepest page there is), and the detail of a product from the
+   middle of the catalog; after the warm-up they are answered by the storefront response cache.
+   *Miss* scenarios make every request a URL nobody asked before (a wrk Lua script walks a list,
+   the warm-up a different one), as a store's long tail of URLs does: page 1 with a new
+   (ignored) query parameter each time (the cost of building page 1), the listing's pages one
+   after another, filter sets (category x ordering x price floor x page), and product details;
+2. counts the queries of one request per scenario in a separate process with Django's test client,
+   cachalot disabled and the response cache off (the work a request costs when nothing is
+   cached);
 3. serves the app with gunicorn as deployed (``deploy/gunicorn.conf.py``, 2 sync workers, DEBUG
-   off, LOG_LEVEL=WARNING, cachalot as configured: on by default, with a fresh file cache) on a
-   loopback port, and loads each scenario with ``wrk`` (8 connections, 2 threads, a warm-up and
-   then a measured run with ``--latency``): requests/s, p50, p99, and the queries the warm server
-   still sends to the database per request (its ``Server-Timing`` header);
+   off, LOG_LEVEL=WARNING, cachalot and the response cache as configured: on by default, with a
+   fresh file cache) on a loopback port, and loads each scenario with ``wrk`` (8 connections, 2
+   threads, a warm-up and then a measured run with ``--latency``): requests/s, p50, p99, the
+   share of responses served from the response cache (``X-Cache``) and the queries per response
+   the server sent to the database over the whole run (its ``Server-Timing`` header, read by the
+   Lua script for every response);
 4. does the same for a plain Django REST Framework + django-filter listing
    (``benchmarks/drf_baseline``: nested ModelSerializers, PageNumberPagination of 24,
    DjangoFilterBackend + OrderingFilter, no select_related or prefetch_related), served the same
    way on another port, one server at a time;
-5. prints a table and the ratios. Budget (DESIGN.md): at least 300 req/s on page 1 with p99 under
-   60 ms, deep pages as fast as page 1, at most 4 queries, at least 5x the DRF baseline.
+5. prints a table and the ratios (a miss of page 1 is compared with DRF's page 1, which has no
+   cache). Budget (DESIGN.md): at least 300 req/s on page 1 with p99 under 60 ms, deep pages as
+   fast as page 1, at most 4 queries, at least 5x the DRF baseline.
+
+``--cache-off`` serves ours with ``STOREFRONT_CACHE_TIMEOUT=0`` (no response cache: every
+scenario is then built per request, with cachalot as configured).
 
 It prints numbers; it is not a test.
 """
@@ -31,9 +43,11 @@ It prints numbers; it is not a test.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
+import random
 import re
 import secrets
 import shutil
@@ -55,13 +69,24 @@ OURS_SETTINGS = "backoffice.settings"
 DRF_SETTINGS = "benchmarks.drf_baseline.settings"
 PAGE_SIZE = 24
 DEEP_PAGE = 2000
+MISS_URLS = 20000  # product details walked (a measured run makes a few thousand requests)
+ORDERINGS = ["newest", "price", "-price", "name", "rating"]
+PRICE_FLOORS = [0, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200]
 
 
 @dataclass
 class Scenario:
     name: str
-    ours: str  # the path on our API
+    ours: str  # the path on our API (a miss scenario's first path)
     drf: str | None  # the same listing on the DRF baseline, if it has one
+    # Miss scenarios: the paths the Lua script walks (one per request), or ``bust``: ``ours``
+    # with a new, ignored query parameter each time.
+    paths: list[str] | None = None
+    bust: bool = False
+
+    @property
+    def miss(self) -> bool:
+        return self.paths is not None or self.bust
 
 
 @dataclass
@@ -72,16 +97,23 @@ class Load:
     errors: str = ""
     queries_uncached: int | None = None  # in-process, cachalot disabled
     queries_warm: int | None = None  # Server-Timing of a request to the warm server
+    responses: int = 0  # counted by the Lua script over the measured run
+    hits: int = 0  # X-Cache: hit
+    queries_run: int | None = None  # Server-Timing query counts summed over the measured run
     server_ms: str = ""  # Server-Timing db / total durations of that request
     cpu_ms: float = 0.0  # gunicorn CPU per request during the measured run
     machine_busy: float = 0.0  # share of the machine's CPUs busy during the measured run
+    # Share of the machine's CPU time used by neither gunicorn nor wrk during the measured run:
+    # PostgreSQL, and anything else running on the machine (a sign the run was disturbed).
+    other_cpu: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
 # --- Environment ------------------------------------------------------------------------------
 
 
-def bench_env(data_dir: Path, settings_module: str, port: int | None = None) -> dict[str, str]:
+def bench_env(data_dir: Path, settings_module: str, port: int | None = None, *,
+              cache_off: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": settings_module,
@@ -97,6 +129,8 @@ def bench_env(data_dir: Path, settings_module: str, port: int | None = None) -> 
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     })
     env.setdefault("CACHALOT_ENABLED", "1")
+    if cache_off:
+        env["STOREFRONT_CACHE_TIMEOUT"] = "0"
     if port is not None:
         env["PORT"] = str(port)
     return env
@@ -137,6 +171,14 @@ def process_tree_cpu(pid: int) -> float:
     except (OSError, IndexError, ValueError):
         return 0.0
     return total / ticks
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def loadavg() -> str:
@@ -189,15 +231,39 @@ def pick_scenarios() -> tuple[list[Scenario], dict]:
                  f"/api/v1/products?page={deep}"),
         Scenario("product detail", f"/api/v1/products/{product.slug}", None),
     ]
+    # Miss scenarios: lists long enough that a measured run never comes back to a URL.
+    pages = math.ceil(total / PAGE_SIZE)
+    rng = random.Random(1)  # noqa: S311 - a fixed sample of URLs, not a secret
+    all_slugs = list(active.order_by("id").values_list("slug", flat=True))
+    slugs = rng.sample(all_slugs, min(MISS_URLS, len(all_slugs)))
+    categories = sorted(Category.objects.filter(is_active=True).values_list("path", flat=True))
+    filter_paths = [
+        f"/api/v1/products?category={c}&ordering={o}&min_price={m}&page={n}"
+        f"&page_size={PAGE_SIZE}"
+        for c, o, m, n in itertools.product(categories, ORDERINGS, PRICE_FLOORS, (1, 2, 3))
+    ]
+    rng.shuffle(filter_paths)
+    scenarios += [
+        Scenario("miss: page 1, each a new URL", listing, f"/api/v1/products?page_size={PAGE_SIZE}",
+                 bust=True),
+        Scenario(f"miss: pages 1..{pages} in turn",
+                 f"/api/v1/products?page={pages // 2}&page_size={PAGE_SIZE}", None,
+                 paths=[f"/api/v1/products?page={n}&page_size={PAGE_SIZE}"
+                        for n in range(1, pages + 1)]),
+        Scenario("miss: filter sets", filter_paths[0], None, paths=filter_paths),
+        Scenario("miss: product details", f"/api/v1/products/{slugs[0]}", None,
+                 paths=[f"/api/v1/products/{slug}" for slug in slugs]),
+    ]
     return scenarios, info
 
 
 def count_queries_in_child(settings_module: str, paths: list[str], data_dir: Path) -> dict:
-    """Queries and status of one request per path, in a fresh process, cachalot disabled."""
+    """Queries and status of one request per path, in a fresh process, cachalot disabled and
+    the response cache off."""
     result = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, __file__, "--count-queries", *paths],
-        env=bench_env(data_dir, settings_module), capture_output=True, text=True, timeout=600,
-        check=False,
+        env=bench_env(data_dir, settings_module, cache_off=True), capture_output=True, text=True,
+        timeout=600, check=False,
     )
     if result.returncode:
         print(result.stderr[-3000:], file=sys.stderr)
@@ -230,15 +296,21 @@ def count_queries(paths: list[str]) -> None:
 
 
 class Server:
-    def __init__(self, settings_module: str, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, settings_module: str, data_dir: Path, log_path: Path, *,
+                 cache_off: bool = False) -> None:
         self.port = free_port()
         self.log = log_path.open("w")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
              "--bind", f"127.0.0.1:{self.port}", "backoffice.wsgi"],
-            cwd=ROOT, env=bench_env(data_dir, settings_module, self.port),
+            cwd=ROOT, env=bench_env(data_dir, settings_module, self.port, cache_off=cache_off),
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def restarts(self) -> int:
+        """Workers gunicorn restarted so far (max_requests), from its log."""
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace").count("Autorestarting worker")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -287,11 +359,85 @@ def _ms(text: str) -> float:
     return float(match[1]) * UNIT_MS[match[2]]
 
 
-def run_wrk(url: str, seconds: int, connections: int, threads: int) -> Load:
+LUA = r"""
+-- Written by benchmarks/api_bench.py. Counts X-Cache outcomes and Server-Timing queries of every
+-- response; with a path list, each request takes the next path (threads interleave).
+local paths = {%(paths)s}
+local suffix = %(suffix)s
+local bust = %(bust)s
+local threads = {}
+
+function setup(thread)
+  thread:set("index", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  nthreads = tonumber(args[1])
+  counter = 0
+  responses, hits, misses, queries, timed = 0, 0, 0, 0, 0
+end
+
+if #paths > 0 or bust then
+  request = function()
+    local n = index + counter * nthreads
+    counter = counter + 1
+    local path
+    if bust then
+      path = wrk.path .. "&_bust=" .. suffix .. "-" .. n
+    else
+      path = paths[(n %% #paths) + 1] .. suffix
+    end
+    return wrk.format("GET", path)
+  end
+end
+
+function response(status, headers, body)
+  responses = responses + 1
+  local outcome = headers["X-Cache"] or headers["x-cache"]
+  if outcome == "hit" then hits = hits + 1 elseif outcome == "miss" then misses = misses + 1 end
+  local timing = headers["Server-Timing"] or headers["server-timing"]
+  if timing then
+    local q = string.match(timing, 'desc="(%%d+) queries"')
+    if q then queries = queries + tonumber(q); timed = timed + 1 end
+  end
+end
+
+function done(summary, latency, requests)
+  local r, h, m, q, t = 0, 0, 0, 0, 0
+  for _, thread in ipairs(threads) do
+    r = r + thread:get("responses"); h = h + thread:get("hits"); m = m + thread:get("misses")
+    q = q + thread:get("queries"); t = t + thread:get("timed")
+  end
+  io.write(string.format("STATS responses=%%d hits=%%d misses=%%d queries=%%d timed=%%d\n",
+                         r, h, m, q, t))
+end
+"""
+
+
+def lua_script(path: Path, scenario: Scenario | None, *, warmup: bool) -> Path:
+    """The wrk script for one run; the warm-up's URLs never repeat the measured run's."""
+    paths = scenario.paths if scenario is not None and scenario.paths else []
+    suffix = ("&_warmup=1" if paths else "w") if warmup else ("" if paths else "m")
+    path.write_text(LUA % {
+        "paths": ", ".join(json.dumps(p) for p in paths),
+        "suffix": json.dumps(suffix),
+        "bust": "true" if scenario is not None and scenario.bust else "false",
+    })
+    return path
+
+
+def run_wrk(url: str, seconds: int, connections: int, threads: int,
+            script: Path | None = None) -> Load:
+    command = [shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{connections}",
+               f"-d{seconds}s", "--timeout", "10s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if script is not None:
+        command += ["--", str(threads)]
     result = subprocess.run(  # noqa: S603 - wrk from PATH, our arguments
-        [shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
-         "--timeout", "10s", "--latency", url],
-        capture_output=True, text=True, timeout=seconds + 60, check=False,
+        command, capture_output=True, text=True, timeout=seconds + 60, check=False,
     )
     out = result.stdout
     if result.returncode:
@@ -312,6 +458,11 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int) -> Load:
         problems.append("socket errors:" + sock[1].strip())
     total = re.search(r"(\d+) requests in", out)
     load.extra["requests"] = int(total[1]) if total else 0
+    stats = re.search(r"STATS responses=(\d+) hits=(\d+) misses=(\d+) queries=(\d+) "
+                      r"timed=(\d+)", out)
+    if stats:
+        load.responses, load.hits = int(stats[1]), int(stats[2])
+        load.queries_run = int(stats[4]) if int(stats[5]) == load.responses else None
     load.errors = "; ".join(problems)
     return load
 
@@ -326,37 +477,64 @@ def server_timing(headers: dict) -> tuple[int | None, str]:
     return (int(queries[1]) if queries else None), durations
 
 
-def benchmark_server(label: str, settings_module: str, paths: list[str], data_dir: Path,
-                     args: argparse.Namespace) -> dict[str, Load]:
+def benchmark_server(label: str, settings_module: str, runs: list[tuple[str, Scenario]],
+                     data_dir: Path, args: argparse.Namespace, *,
+                     cache_off: bool = False) -> dict[str, Load]:
+    """Load each (path, scenario) in turn; results by scenario name."""
     log_path = data_dir / f"gunicorn-{label}.log"
-    server = Server(settings_module, data_dir, log_path)
+    server = Server(settings_module, data_dir, log_path, cache_off=cache_off)
     results: dict[str, Load] = {}
     try:
-        server.wait_ready(paths[0])
-        print(f"{label}: gunicorn on 127.0.0.1:{server.port} (2 sync workers, {settings_module})",
-              flush=True)
-        for path in paths:
+        server.wait_ready(runs[0][0])
+        print(f"{label}: gunicorn on 127.0.0.1:{server.port} (2 sync workers, {settings_module}"
+              f"{', response cache off' if cache_off else ''})", flush=True)
+        for path, scenario in runs:
             status, _headers, body = server.get(path)
             if status != 200:
                 raise SystemExit(f"{label}: {path} answered {status}: {body[:300]!r}")
-            run_wrk(server.url(path), args.warmup, args.connections, args.threads)
+            scripts = data_dir / "wrk"
+            scripts.mkdir(exist_ok=True)
+            run_wrk(server.url(path), args.warmup, args.connections, args.threads,
+                    lua_script(scripts / "warmup.lua", scenario, warmup=True))
             cpu_before, machine_before = process_tree_cpu(server.process.pid), machine_cpu()
-            load = run_wrk(server.url(path), args.duration, args.connections, args.threads)
+            wrk_before = children_cpu()
+            restarts = server.restarts()
+            load = run_wrk(server.url(path), args.duration, args.connections, args.threads,
+                           lua_script(scripts / "run.lua", scenario, warmup=False))
             cpu_after, machine_after = process_tree_cpu(server.process.pid), machine_cpu()
+            wrk_cpu = children_cpu() - wrk_before
+            load.extra["restarts"] = server.restarts() - restarts
             done = load.extra.get("requests") or 0
             if done:
                 load.cpu_ms = (cpu_after - cpu_before) * 1000 / done
             if machine_after[1] > machine_before[1]:
-                load.machine_busy = ((machine_after[0] - machine_before[0])
-                                     / (machine_after[1] - machine_before[1]))
-            _status, headers, body = server.get(path)
+                total = machine_after[1] - machine_before[1]
+                busy = machine_after[0] - machine_before[0]
+                load.machine_busy = busy / total
+                ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+                ours_ticks = (cpu_after - cpu_before + wrk_cpu) * ticks
+                load.other_cpu = max(0.0, busy - ours_ticks) / total
+            probe = path if not scenario.miss else (
+                (scenario.paths[-1] if scenario.paths else path) + "&_probe=1"
+                if "?" in (scenario.paths[-1] if scenario.paths else path)
+                else (scenario.paths[-1] if scenario.paths else path) + "?_probe=1")
+            _status, headers, body = server.get(probe)
             load.queries_warm, load.server_ms = server_timing(headers)
             load.extra["bytes"] = len(body)
-            results[path] = load
-            print(f"  {path}: {load.requests_per_s:.1f} req/s, p50 {load.p50_ms:.1f} ms, "
-                  f"p99 {load.p99_ms:.1f} ms, warm request {load.queries_warm} queries "
+            load.extra["probe_cache"] = headers.get("X-Cache", "-")
+            results[scenario.name] = load
+            share = f"{load.hits / load.responses:.0%} hits" if load.responses else "hits ?"
+            per = (f"{load.queries_run / load.responses:.2f} queries/response"
+                   if load.responses and load.queries_run is not None else "queries ?")
+            print(f"  {scenario.name}: {path[:70]}{'...' if len(path) > 70 else ''}\n"
+                  f"    {load.requests_per_s:.1f} req/s, p50 {load.p50_ms:.1f} ms, "
+                  f"p99 {load.p99_ms:.1f} ms, {share}, {per} over the run; "
+                  f"{'probe' if scenario.miss else 'warm'} request "
+                  f"({load.extra['probe_cache']}) {load.queries_warm} queries "
                   f"({load.server_ms}), {len(body) / 1024:.1f} KiB; gunicorn CPU "
-                  f"{load.cpu_ms:.1f} ms/request, machine CPUs {load.machine_busy:.0%} busy"
+                  f"{load.cpu_ms:.1f} ms/request, machine CPUs {load.machine_busy:.0%} busy "
+                  f"({load.other_cpu:.0%} by neither gunicorn nor wrk), "
+                  f"{load.extra['restarts']} worker restarts"
                   + (f"  [{load.errors}]" if load.errors else ""), flush=True)
     finally:
         server.stop()
@@ -370,45 +548,59 @@ def _q(load: Load | None) -> str:
     if load is None:
         return "-"
     uncached = "?" if load.queries_uncached is None else str(load.queries_uncached)
-    warm = "?" if load.queries_warm is None else str(load.queries_warm)
-    return f"{uncached} ({warm})"
+    run = ("?" if load.queries_run is None or not load.responses
+           else f"{load.queries_run / load.responses:.2f}")
+    return f"{uncached} ({run})"
+
+
+def _hits(load: Load | None) -> str:
+    if load is None or not load.responses:
+        return "-"
+    return f"{load.hits / load.responses:.0%}"
 
 
 def print_table(scenarios: list[Scenario], ours: dict[str, Load], drf: dict[str, Load]) -> None:
-    header = (f"{'scenario':<32} {'ours req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'queries':>8} | "
-              f"{'DRF req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'queries':>9} | {'ratio':>6}")
+    header = (f"{'scenario':<32} {'ours req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'hits':>5} "
+              f"{'queries':>11} {'other':>5} | {'DRF req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'queries':>12} | {'ratio':>6}")
     print()
     print(header)
     print("-" * len(header))
     for scenario in scenarios:
-        mine = ours.get(scenario.ours)
+        mine = ours.get(scenario.name)
         theirs = drf.get(scenario.drf) if scenario.drf else None
         ratio = (f"{mine.requests_per_s / theirs.requests_per_s:5.1f}x"
                  if mine and theirs and theirs.requests_per_s else "-")
         left = (f"{mine.requests_per_s:>10.1f} {mine.p50_ms:>7.1f} {mine.p99_ms:>7.1f} "
-                f"{_q(mine):>8}" if mine else f"{'-':>10} {'-':>7} {'-':>7} {'-':>8}")
+                f"{_hits(mine):>5} {_q(mine):>11} {mine.other_cpu:>5.0%}" if mine
+                else f"{'-':>10} {'-':>7} {'-':>7} {'-':>5} {'-':>11} {'-':>5}")
         right = (f"{theirs.requests_per_s:>9.1f} {theirs.p50_ms:>7.1f} {theirs.p99_ms:>7.1f} "
-                 f"{_q(theirs):>9}" if theirs else f"{'-':>9} {'-':>7} {'-':>7} {'-':>9}")
+                 f"{_q(theirs):>12}" if theirs else f"{'-':>9} {'-':>7} {'-':>7} {'-':>12}")
         print(f"{scenario.name[:32]:<32} {left} | {right} | {ratio:>6}")
-    print("queries: per request with nothing cached (cachalot disabled), and in brackets what a "
-          "request to the warm server still sent to the database (Server-Timing).")
+    print("hits: responses served from the storefront response cache (X-Cache) over the measured "
+          "run.\nqueries: per request with nothing cached (in-process, cachalot disabled, "
+          "response cache off), and in brackets the average the server sent to the database "
+          "per response over the measured run (Server-Timing).\nother: share of the machine's "
+          "CPU used by neither gunicorn nor wrk during the run (PostgreSQL, and anything else "
+          "running: a disturbed run shows it).\nratio: ours / DRF; a miss of "
+          "page 1 is compared with DRF's page 1 (which caches nothing).")
 
 
 def verdict(scenarios: list[Scenario], ours: dict[str, Load], drf: dict[str, Load]) -> None:
-    page1 = ours.get(scenarios[0].ours)
+    page1 = ours.get(scenarios[0].name)
     if page1 is None:
         return
     checks = [
         ("page 1 >= 300 req/s", page1.requests_per_s >= 300, f"{page1.requests_per_s:.0f}"),
         ("page 1 p99 < 60 ms", page1.p99_ms < 60, f"{page1.p99_ms:.1f} ms"),
     ]
-    deep = next((ours.get(s.ours) for s in scenarios if s.name.startswith("list page ")
+    deep = next((ours.get(s.name) for s in scenarios if s.name.startswith("list page ")
                  and s.name != "list page 1"), None)
     if deep is not None and page1.requests_per_s:
         share = deep.requests_per_s / page1.requests_per_s
         checks.append(("deep page as fast as page 1 (>= 90%)", share >= 0.9, f"{share:.0%}"))
     for scenario in scenarios:
-        load = ours.get(scenario.ours)
+        load = ours.get(scenario.name)
         if load is not None and load.queries_uncached is not None:
             checks.append((f"{scenario.name}: <= 4 queries", load.queries_uncached <= 4,
                            str(load.queries_uncached)))
@@ -428,6 +620,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true", help="don't run the DRF listing")
+    parser.add_argument("--cache-off", action="store_true",
+                        help="serve ours with the response cache off (STOREFRONT_CACHE_TIMEOUT=0)")
     parser.add_argument("--count-queries", nargs="+", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -467,24 +661,29 @@ def main() -> None:
             print("note: the budget is measured on PostgreSQL (set DATABASE_URL)")
         print(f"cachalot: {'on' if settings.CACHALOT_ENABLED else 'off'} (default config, "
               f"a fresh {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}); "
+              f"response cache: "
+              f"{'off' if args.cache_off else f'{settings.STOREFRONT_CACHE_TIMEOUT} s'}; "
               f"wrk: {args.connections} connections, {args.threads} threads, {args.warmup} s "
               f"warm-up + {args.duration} s per scenario; CPUs: {os.cpu_count()}")
         print(f"load average before: {loadavg()}", flush=True)
 
-        ours_paths = [s.ours for s in scenarios]
-        drf_paths = [s.drf for s in scenarios if s.drf]
-        counted = count_queries_in_child(OURS_SETTINGS, ours_paths, data_dir)
+        ours_runs = [(s.ours, s) for s in scenarios]
+        drf_runs = list({s.drf: (s.drf, Scenario(s.drf, s.drf, None))
+                         for s in scenarios if s.drf}.values())
+        counted = count_queries_in_child(OURS_SETTINGS, [p for p, _ in ours_runs], data_dir)
         for path, (status, _n, _size) in counted.items():
             if status != 200:
                 raise SystemExit(f"{path} answered {status} in-process")
-        ours = benchmark_server("ours", OURS_SETTINGS, ours_paths, data_dir, args)
-        for path, load in ours.items():
-            load.queries_uncached = counted[path][1]
+        ours = benchmark_server("ours", OURS_SETTINGS, ours_runs, data_dir, args,
+                                cache_off=args.cache_off)
+        for scenario in scenarios:
+            if scenario.name in ours:
+                ours[scenario.name].queries_uncached = counted[scenario.ours][1]
         print(f"load average after ours: {loadavg()}", flush=True)
         drf: dict[str, Load] = {}
         if not args.skip_baseline:
-            counted = count_queries_in_child(DRF_SETTINGS, drf_paths, data_dir)
-            drf = benchmark_server("drf", DRF_SETTINGS, drf_paths, data_dir, args)
+            counted = count_queries_in_child(DRF_SETTINGS, [p for p, _ in drf_runs], data_dir)
+            drf = benchmark_server("drf", DRF_SETTINGS, drf_runs, data_dir, args)
             for path, load in drf.items():
                 load.queries_uncached = counted[path][1]
             print(f"load average after DRF: {loadavg()}", flush=True)

@@ -41,6 +41,8 @@ class ManualPaymentProvider:
     code = "manual"
     name = "Manual payment"
     supports_refunds = True
+    # Paid on delivery or by a transfer staff confirm: the order waits for them, not a timer.
+    unpaid_orders_expire = False
 
     def initiate(self, request: PaymentRequest, config: Mapping[str, Any]) -> PaymentInitiation:
         message = (config.get("instructions") or "").format_map(

@@ -6,7 +6,16 @@ from ninja import NinjaAPI, Schema
 
 from backoffice.plugin_host.api_routers import mount_plugin_routers
 from shop_api.errors import ErrorOut, error_response, install_error_handlers
-from shop_api.routers import accounts, cart, catalog, integrations, reviews
+from shop_api.routers import (
+    accounts,
+    cart,
+    catalog,
+    checkout,
+    integration_orders,
+    integrations,
+    orders,
+    reviews,
+)
 
 API_VERSION = "1.0.0"
 
@@ -45,7 +54,10 @@ api.add_router("/", catalog.router)
 api.add_router("/", accounts.router)
 api.add_router("/", reviews.router)
 api.add_router("/", integrations.router)
+api.add_router("/", integration_orders.router)
 api.add_router("/", cart.router)
+api.add_router("/", checkout.router)
+api.add_router("/", orders.router)
 mount_plugin_routers(api)
 
 

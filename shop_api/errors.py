@@ -4,9 +4,10 @@
 {"detail": "Human-readable message", "code": "machine_readable_code", "errors": [...]}
 ```
 
-``errors`` lists field errors (``field``, ``message``, ``code``) on validation failures and is
-empty otherwise. Routes raise :class:`ApiError` (or Django's ``Http404``); the handlers here turn
-every exception ninja knows into that shape.
+``errors`` lists field errors (``field``, ``message``, ``code``) on validation failures, and
+the lines at fault when checkout refuses a cart (with ``sku`` and ``available`` or
+``current_price``); it is empty otherwise. Routes raise :class:`ApiError` (or Django's
+``Http404``); the handlers here turn every exception ninja knows into that shape.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class FieldError(Schema):
     field: str
     message: str
     code: str
+    # On checkout's line errors: the SKU, and what is left or what it costs now.
+    sku: str | None = None
+    available: int | None = None
+    current_price: str | None = None
 
 
 class ErrorOut(Schema):

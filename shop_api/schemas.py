@@ -1,8 +1,9 @@
 """What every route shares: the base of request bodies, and the documented error answers."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from ninja import Schema
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
 from shop_api.errors import ErrorOut
 
@@ -40,3 +41,38 @@ def _has_nul(value: Any) -> bool:
 ERROR_RESPONSES = {
     status: ErrorOut for status in (400, 401, 403, 404, 409, 422, 429)
 }
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
+
+
+class AddressFields(InputSchema):
+    """A postal address as customers type it (the address book and checkout)."""
+
+    first_name: Text
+    last_name: Text = ""
+    company: Text = ""
+    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] = ""
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    region: Text = ""
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] = ""
+    country: Country
+    phone: Phone = ""
+
+
+class AddressValues(Schema):
+    """A postal address as the API answers it (the address book, orders)."""
+
+    first_name: str
+    last_name: str
+    company: str
+    line1: str
+    line2: str
+    city: str
+    region: str
+    postal_code: str
+    country: str
+    phone: str

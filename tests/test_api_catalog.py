@@ -262,3 +262,27 @@ def test_the_search_expression_matches_its_gin_index(shop):
 def test_one_word_searches_find_an_exact_sku_first(client, shop):
     assert names(listing(client, "q=blue-polo-1")) == ["Blue Polo"]  # any case
     assert names(listing(client, "q=polo")) == ["Blue Polo"]  # a word, not a SKU
+
+
+def test_the_grouped_variant_stock_selector_says_what_the_subquery_one_says(shop):
+    """Listings read availability through a grouped join (cheaper); it must agree with the
+    selector the admin and the cart use, row for row."""
+    from backoffice.inventory.models import Warehouse
+    from backoffice.inventory.selectors import with_variant_stock, with_variant_stock_grouped
+
+    second = Warehouse.objects.create(code="second", name="Second")
+    odd = make("Odd Stock", None, ["5.00", "6.00", "7.00", "8.00"], stock=(3, 0, 20, 6))
+    variants = list(odd.variants.order_by("pk"))
+    adjust_stock(variant_id=variants[0].pk, quantity_change=4, warehouse_id=second.pk)
+    Stock.objects.filter(variant=variants[2]).update(quantity_allocated=20)  # all allocated
+    Stock.objects.filter(variant=variants[3]).update(low_stock_threshold=2)
+    expected = {
+        v.pk: (v.available_total, v.threshold_total, v.stock_status)
+        for v in with_variant_stock(Variant.objects.all())
+    }
+    grouped = {
+        v.pk: (v.available_total, v.threshold_total, v.stock_status)
+        for v in with_variant_stock_grouped(Variant.objects.all())
+    }
+    assert grouped == expected
+    assert {status for _, _, status in expected.values()} == {"in_stock", "low", "out"}

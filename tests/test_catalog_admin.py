@@ -16,27 +16,28 @@ from backoffice.inventory.services import StockLevel, bulk_set_stock_levels, def
 pytestmark = pytest.mark.django_db
 
 # Queries per page (measured on SQLite and PostgreSQL), whatever the number of rows: the session
-# and user (2), the sidebar's failed-jobs badge (1), the count and the page of results, filter
-# choices and inlines, and on PostgreSQL the planner's row estimate for an unfiltered list.
+# and user (2), the sidebar's badges (failed jobs, orders to fulfil: 2), the count and the page
+# of results, filter choices and inlines, and on PostgreSQL the planner's row estimate for an
+# unfiltered list.
 CHANGELIST_BUDGETS = {
-    "/admin/catalog/category/": 7,
-    "/admin/catalog/product/": 7,
-    "/admin/catalog/variant/": 7,
-    "/admin/inventory/stock/": 8,
-    "/admin/inventory/lowstock/": 7,
-    "/admin/inventory/stockmovement/": 8,
-    "/admin/inventory/warehouse/": 7,
-    "/admin/catalog/product/?stock_status=low": 6,
-    "/admin/catalog/product/?q=G3-1-1": 7,  # an exact-SKU lookup first
-    "/admin/catalog/product/?is_active__exact=1&brand__icontains=a": 6,
-    "/admin/catalog/variant/?stock_status=out": 6,
-    "/admin/inventory/stock/?stock_status=low": 7,
+    "/admin/catalog/category/": 8,
+    "/admin/catalog/product/": 8,
+    "/admin/catalog/variant/": 8,
+    "/admin/inventory/stock/": 9,
+    "/admin/inventory/lowstock/": 8,
+    "/admin/inventory/stockmovement/": 9,
+    "/admin/inventory/warehouse/": 8,
+    "/admin/catalog/product/?stock_status=low": 7,
+    "/admin/catalog/product/?q=G3-1-1": 8,  # an exact-SKU lookup first
+    "/admin/catalog/product/?is_active__exact=1&brand__icontains=a": 7,
+    "/admin/catalog/variant/?stock_status=out": 7,
+    "/admin/inventory/stock/?stock_status=low": 8,
 }
 ADD_FORM_BUDGETS = {
-    "/admin/catalog/category/add/": 5,
-    "/admin/catalog/product/add/": 5,
-    "/admin/catalog/variant/add/": 5,
-    "/admin/inventory/warehouse/add/": 5,
+    "/admin/catalog/category/add/": 6,
+    "/admin/catalog/product/add/": 6,
+    "/admin/catalog/variant/add/": 6,
+    "/admin/inventory/warehouse/add/": 6,
 }
 
 
@@ -61,15 +62,15 @@ def _catalog(rows: int) -> dict:
         Category.objects.create(name=f"Child {i}", slug=f"child-{i}", parent=parent)
     stock = Stock.objects.filter(variant=variants[0]).get()
     return {
-        f"/admin/catalog/product/{big.pk}/change/": 9,
-        f"/admin/catalog/variant/{variants[0].pk}/change/": 7,
-        f"/admin/catalog/category/{parent.pk}/change/": 5,
-        f"/admin/inventory/stock/{stock.pk}/change/": 6,
-        f"/admin/inventory/lowstock/{stock.pk}/change/": 6,
-        f"/admin/inventory/stockmovement/{stock.movements.get().pk}/change/": 6,
-        f"/admin/inventory/warehouse/{warehouse.pk}/change/": 5,
-        f"/admin/inventory/stockmovement/?stock__id__exact={stock.pk}": 7,
-        f"/admin/catalog/product/?category__id__exact={parent.pk}": 9,
+        f"/admin/catalog/product/{big.pk}/change/": 10,
+        f"/admin/catalog/variant/{variants[0].pk}/change/": 8,
+        f"/admin/catalog/category/{parent.pk}/change/": 6,
+        f"/admin/inventory/stock/{stock.pk}/change/": 7,
+        f"/admin/inventory/lowstock/{stock.pk}/change/": 7,
+        f"/admin/inventory/stockmovement/{stock.movements.get().pk}/change/": 7,
+        f"/admin/inventory/warehouse/{warehouse.pk}/change/": 6,
+        f"/admin/inventory/stockmovement/?stock__id__exact={stock.pk}": 8,
+        f"/admin/catalog/product/?category__id__exact={parent.pk}": 10,
     }
 
 

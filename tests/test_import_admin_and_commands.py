@@ -210,3 +210,20 @@ def test_progress_is_visible_while_a_job_runs(staff_client):
     html = staff_client.get(reverse("admin:imports_importjob_change", args=[job.pk])).content
     assert b"1000 / 4000 rows (25%)" in html
     assert b"window.location.reload" in html  # the page refreshes itself while running
+
+
+def test_an_xlsx_export_holds_a_formula_lookalike_as_text_and_imports_it_back(tmp_path):
+    from openpyxl import load_workbook
+
+    call_command("import_catalog", str(DATA / "shopify_products.csv"), "--format", "shopify",
+                 stdout=io.StringIO())
+    product = Product.objects.order_by("id").first()
+    Product.objects.filter(pk=product.pk).update(name='=HYPERLINK("http://evil.example","x")')
+    path = tmp_path / "products.xlsx"
+    call_command("export_catalog", str(path), stdout=io.StringIO())
+    cells = [c for row in load_workbook(path).active.iter_rows() for c in row
+             if str(c.value).startswith("=HYPERLINK")]
+    assert cells and all(c.data_type == "s" for c in cells), "text, never a live formula"
+    again = io.StringIO()
+    call_command("import_catalog", str(path), "--format", "native", stdout=again)
+    assert "products: 3 unchanged" in again.getvalue()

@@ -245,3 +245,14 @@ def test_the_query_count_does_not_grow_with_the_rows():
     # so it needs a few more INSERTs (about one per 60 rows), never one per row.
     allowance = 0 if connection.vendor == "postgresql" else 10
     assert counts[1] <= counts[0] + allowance, counts
+
+
+def test_the_query_cache_is_back_on_after_work_that_raised():
+    from cachalot.api import LOCAL_STORAGE
+
+    from backoffice.caching import query_cache_disabled
+
+    with pytest.raises(ValueError), query_cache_disabled():
+        assert LOCAL_STORAGE.cachalot_enabled is False
+        raise ValueError("an import failed")
+    assert getattr(LOCAL_STORAGE, "cachalot_enabled", True) is True

@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Page, Paginator
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -283,12 +283,14 @@ class CategoryAdmin(ModelAdmin):
 
     @action(description=_("Activate"), permissions=["change"])
     def activate_categories(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
-        count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=True)
+        with transaction.atomic():  # cachalot marks the table changed at the commit
+            count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=True)
         self.message_user(request, _("%d categories activated.") % count, messages.SUCCESS)
 
     @action(description=_("Deactivate"), permissions=["change"])
     def deactivate_categories(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
-        count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=False)
+        with transaction.atomic():
+            count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=False)
         self.message_user(request, _("%d categories deactivated.") % count, messages.SUCCESS)
 
 

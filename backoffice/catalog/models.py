@@ -144,7 +144,7 @@ class Product(models.Model):
         verbose_name_plural = _("products")
         indexes = [
             models.Index(fields=["is_active", "category"], name="product_active_category"),
-            models.Index(fields=["is_active", "-created_at", "id"], name="product_active_newest"),
+            models.Index(fields=["is_active", "-created_at", "-id"], name="product_active_newest"),
             models.Index(fields=["is_active", "name", "id"], name="product_active_name"),
             models.Index(fields=["is_active", "price_min", "id"], name="product_active_price"),
             models.Index(

@@ -3,8 +3,11 @@
 Listings filter and sort on the stored listing columns (``price_min``, ``is_in_stock``,
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
 key so the order is stable and a page never repeats or skips a product. A page is four queries at
-most, whatever the filters: an exact-SKU lookup (one-word searches only), the count, the page's
-products (their first image in the same SELECT), and the page's variants with their stock status.
+most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
+set of filters by ``storefront_cache``), the page's products, and the page's variants with their
+stock status. The page's products are picked by an inner query that reads only the ordering index
+(``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their columns and first image are read
+for those 24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
 The category filter is part of those queries; it is looked up on its own only to tell an unknown
 category from an empty one.
 """
@@ -17,8 +20,9 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
+from backoffice.catalog import storefront_cache
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
-from backoffice.inventory.selectors import with_variant_stock
+from backoffice.inventory.selectors import with_variant_stock_grouped
 from backoffice.money import quantize
 
 ORDERINGS = {
@@ -134,8 +138,21 @@ class ProductPage:
     page_size: int
 
 
+# What the storefront shows of a product in a listing and of a variant anywhere: nothing else
+# is read (descriptions, costs, barcodes stay in the database).
+LISTING_PRODUCT_FIELDS = (
+    "id", "name", "slug", "brand", "price_min", "price_max", "is_in_stock", "is_featured",
+    "rating_average", "rating_count",
+)
+VARIANT_FIELDS = (
+    "id", "product", "sku", "name", "option_values", "price", "compare_at_price", "position",
+)
+
+
 def variants_for_listing() -> QuerySet[Variant]:
-    return with_variant_stock(Variant.objects.filter(is_active=True)).order_by("position", "id")
+    return with_variant_stock_grouped(
+        Variant.objects.filter(is_active=True).only(*VARIANT_FIELDS)
+    ).order_by("position", "id")
 
 
 def product_page(
@@ -143,17 +160,24 @@ def product_page(
 ) -> ProductPage:
     """One page of a listing, with the total. Each product carries ``listing_variants``."""
     queryset = filter_products(filters)
-    count = queryset.count()
+    count = storefront_cache.cached_count(filters, queryset.count)
     if not count and filters.category:
         category_by_path(filters.category)  # an empty page: say so if the category is unknown
     start = (page - 1) * page_size
-    products = list(
-        queryset.order_by(*ORDERINGS[ordering])
-        .annotate(**_first_image())
-        .prefetch_related(Prefetch("variants", variants_for_listing(),
-                                   to_attr="listing_variants"))
-        [start:start + page_size]
-    )
+    products: list[Product] = []
+    if start < count:
+        order = ORDERINGS[ordering]
+        # The inner query walks the ordering index only (the filters and the sort key are in
+        # it); OFFSET skips index entries, not rows with their image subqueries computed.
+        page_ids = queryset.order_by(*order).values("pk")[start:start + page_size]
+        products = list(
+            Product.objects.filter(pk__in=page_ids)
+            .only(*LISTING_PRODUCT_FIELDS)
+            .order_by(*order)
+            .annotate(**_first_image())
+            .prefetch_related(Prefetch("variants", variants_for_listing(),
+                                       to_attr="listing_variants"))
+        )
     return ProductPage(products=products, count=count, page=page, page_size=page_size)
 
 

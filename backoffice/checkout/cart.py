@@ -45,16 +45,18 @@ def customer_cart(user: AbstractBaseUser) -> Cart:
         return Cart.objects.get(user=user, status=CartStatus.ACTIVE)
 
 
-def guest_cart(token: str | None, *, create: bool = False) -> Cart | None:
-    """An active guest cart by its token; a new one when asked to create."""
+def guest_cart(
+    token: str | None, *, create: bool = False, ordered_too: bool = False
+) -> Cart | None:
+    """An active guest cart by its token (or one already ordered, for a checkout retried with
+    its Idempotency-Key); a new one when asked to create."""
     try:
         token = str(uuid.UUID(str(token))) if token else None
     except ValueError:  # not a token we ever made
         token = None
     if token:
-        cart = Cart.objects.filter(
-            token=token, user__isnull=True, status=CartStatus.ACTIVE
-        ).first()
+        statuses = [CartStatus.ACTIVE, CartStatus.ORDERED] if ordered_too else [CartStatus.ACTIVE]
+        cart = Cart.objects.filter(token=token, user__isnull=True, status__in=statuses).first()
         if cart is not None:
             return cart
     return Cart.objects.create() if create else None

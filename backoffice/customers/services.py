@@ -31,6 +31,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django_q.tasks import async_task
 
 from backoffice.customers.models import Address, CustomerProfile, RefreshToken, TokenFamily
+from backoffice.orders.services import attach_guest_orders
 from backoffice.plugin_host.events import emit_event
 
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
@@ -115,6 +116,7 @@ def register_customer(
             "An account with this email exists already.", field="email", code="email_taken"
         ) from None
     CustomerProfile.objects.create(user=user, phone=phone, accepts_marketing=accepts_marketing)
+    attach_guest_orders(user)
     emit_event("customer_registered", customer_id=user.pk, email=email)
     return user
 

@@ -13,9 +13,9 @@ import json
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from cachalot.api import cachalot_disabled
 from django.db.models import Prefetch
 
+from backoffice.caching import query_cache_disabled
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.imports.categories import CategoryTree
 from backoffice.imports.formats.native import LIST_SEPARATOR, native_header
@@ -144,14 +144,25 @@ def write_csv(rows: Iterator[list[str]], stream: BinaryIO) -> int:
 
 def write_xlsx(rows: Iterator[list[str]], stream: BinaryIO) -> int:
     from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("catalog")
+
+    def cell(value: str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if not value.startswith("="):
+            return value
+        # openpyxl makes "=..." a formula: a product named "=HYPERLINK(...)" would run in the
+        # merchant's spreadsheet. Typed as text it stays the name it is, and imports back as is.
+        text = WriteOnlyCell(sheet, value=value)
+        text.data_type = "s"
+        return text
+
     count = -1
     for row in rows:
         # Strings stay strings (a SKU "00123" or a price "9.90" must come back as written).
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", cell) for cell in row])
+        sheet.append([cell(value) for value in row])
         count += 1
     workbook.save(stream)
     return max(count, 0)
@@ -162,7 +173,7 @@ def export_catalog(*, stream: BinaryIO, filename: str, kind: str = "products") -
     returns the number of data rows."""
     if kind not in ROWS:
         raise ValueError(f"Unknown export {kind!r}; use one of {', '.join(EXPORT_KINDS)}.")
-    with cachalot_disabled():
+    with query_cache_disabled():
         rows = ROWS[kind]()
         if is_xlsx(filename):
             return write_xlsx(rows, stream)

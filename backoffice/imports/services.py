@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from cachalot.api import cachalot_disabled, invalidate
+from cachalot.api import invalidate
 from django.db import connection, models, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from backoffice.bulk import insert_rows
+from backoffice.caching import query_cache_disabled
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.catalog.services import refresh_listings
 from backoffice.imports.categories import CategoryPathError, CategoryTree
@@ -188,7 +189,7 @@ def import_catalog(
     started = time.monotonic()
     result = ImportResult(format=file_format, dry_run=dry_run)
     try:
-        with cachalot_disabled():
+        with query_cache_disabled():
             if file_format == "google-taxonomy":
                 result.kind = "categories"
                 _import_taxonomy(stream, result, dry_run=dry_run, progress=progress)
@@ -223,7 +224,7 @@ def import_product_records(
     started = time.monotonic()
     result = ImportResult(format="api", dry_run=dry_run)
     result.rows = sum(len(record.variants) for record in records)
-    with cachalot_disabled():
+    with query_cache_disabled():
         warehouses = dict(Warehouse.objects.values_list("code", "id"))
         ProductImport(
             records, Problems(), result, warehouses=warehouses, dry_run=dry_run, actor=actor,

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from backoffice.bulk import insert_rows
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
+from backoffice.inventory.signals import stock_changed
 
 
 class StockError(Exception):
@@ -61,9 +62,11 @@ def _locked_stock(variant_id: int, warehouse_id: int) -> Stock:
 
 
 def _refresh_listings(variant_ids: set[int]) -> None:
-    """Products whose stock changed may have come in or gone out of stock."""
+    """Products whose stock changed may have come in or gone out of stock; and cached
+    responses showing availability must go (the stock stamp changes after the commit)."""
     if not variant_ids:
         return
+    stock_changed()
     from backoffice.catalog.models import Variant
     from backoffice.catalog.services import refresh_listings
 
@@ -248,6 +251,8 @@ def bulk_set_stock_levels(
     ])
     for stock, available_before in falling:
         _report_if_low(stock, available_before)
+    if changes:
+        stock_changed()  # also when the caller refreshes the listing columns itself, later
     if refresh_listings:
         _refresh_listings({stock.variant_id for stock, _ in changes})
     return len(changes)
@@ -301,3 +306,139 @@ def set_counted_levels(
          for lv in levels],
         reason=MovementReason.COUNT, actor=actor, reference=reference,
     )
+
+
+# --- Orders: allocate, release, ship, restock --------------------------------------------------
+# Checkout promises stock to order lines (``quantity_allocated``); cancelling releases it;
+# shipping takes it off the shelf (on hand and allocated together); a refund with restock puts
+# it back. Each locks the rows it changes in primary-key order, in the caller's transaction.
+
+
+class OutOfStock(StockError):
+    """Some variants lack the stock asked for; ``available`` maps each to what is left."""
+
+    def __init__(self, available: dict[int, int]) -> None:
+        self.available = available
+        super().__init__(f"Not enough stock for {len(available)} variant(s).")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """``quantity`` of a variant promised from (or taken out of) one stock row."""
+
+    stock_id: int
+    variant_id: int
+    warehouse_id: int
+    quantity: int
+
+
+def _locked_rows(**lookup) -> list[Stock]:
+    # of=("self",): lock the stock rows only, whatever a query joins.
+    return list(Stock.objects.select_for_update(of=("self",)).filter(**lookup).order_by("pk"))
+
+
+def _write_changes(
+    changes: list[tuple[Stock, int, int]], *, reason: str, actor: Actor, reference: str,
+    note: str = "",
+) -> None:
+    """Save ``(stock, on-hand change, allocated change)`` on locked rows, with their ledger."""
+    if not changes:
+        return
+    before = {}
+    now = timezone.now()
+    for stock, quantity_change, allocated_change in changes:
+        before.setdefault(stock.pk, stock.quantity - stock.quantity_allocated)
+        stock.quantity += quantity_change
+        stock.quantity_allocated += allocated_change
+        stock.updated_at = now
+    rows = list({stock.pk: stock for stock, _, _ in changes}.values())
+    Stock.objects.bulk_update(rows, ["quantity", "quantity_allocated", "updated_at"])
+    StockMovement.objects.bulk_create([
+        _movement(stock, reason=reason, quantity_change=quantity_change,
+                  allocated_change=allocated_change, actor=actor, reference=reference, note=note)
+        for stock, quantity_change, allocated_change in changes
+    ])
+    for stock in rows:
+        _report_if_low(stock, before[stock.pk])
+    _refresh_listings({stock.variant_id for stock in rows})
+
+
+def allocate(
+    wanted: dict[int, int], *, actor: Actor = SYSTEM, reference: str = ""
+) -> list[Placement]:
+    """Promise ``{variant_id: quantity}`` from the warehouses that have it: the default
+    warehouse first, then the one with most available. All or nothing: raises ``OutOfStock``
+    naming every short variant (and what it has) and changes nothing.
+
+    Every row of the variants is locked in primary-key order first, so concurrent checkouts
+    queue on the rows they share and never oversell or deadlock.
+    """
+    rows = _locked_rows(variant_id__in=list(wanted))
+    by_variant: dict[int, list[Stock]] = {}
+    for stock in rows:
+        by_variant.setdefault(stock.variant_id, []).append(stock)
+    default_ids = set(Warehouse.objects.filter(is_default=True).values_list("pk", flat=True))
+    short = {}
+    for variant_id, quantity in wanted.items():
+        available = sum(s.quantity - s.quantity_allocated for s in by_variant.get(variant_id, []))
+        if available < quantity:
+            short[variant_id] = max(available, 0)
+    if short:
+        raise OutOfStock(short)
+    placements, changes = [], []
+    for variant_id, quantity in sorted(wanted.items()):
+        places = sorted(
+            by_variant[variant_id],
+            key=lambda s: (s.warehouse_id not in default_ids, -(s.quantity - s.quantity_allocated),
+                           s.pk),
+        )
+        for stock in places:
+            take = min(quantity, stock.quantity - stock.quantity_allocated)
+            if take <= 0:
+                continue
+            placements.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
+            changes.append((stock, 0, take))
+            quantity -= take
+            if quantity == 0:
+                break
+    _write_changes(changes, reason=MovementReason.ALLOCATION, actor=actor, reference=reference)
+    return placements
+
+
+def _apply_to_placements(
+    placements: list[Placement], *, on_hand: int, allocated: int, reason: str, actor: Actor,
+    reference: str, note: str = "",
+) -> None:
+    """Add ``on_hand`` x and ``allocated`` x each placement's quantity to its row (signs say
+    which way); the database refuses anything that would go negative or over on hand."""
+    rows = {s.pk: s for s in _locked_rows(pk__in={p.stock_id for p in placements})}
+    changes = [
+        (rows[p.stock_id], on_hand * p.quantity, allocated * p.quantity)
+        for p in placements if p.quantity
+    ]
+    for stock, quantity_change, allocated_change in changes:
+        if (stock.quantity_allocated + allocated_change < 0
+                or stock.quantity + quantity_change < stock.quantity_allocated + allocated_change):
+            raise StockError(f"Stock row {stock.pk} does not hold what is being taken from it.")
+    _write_changes(changes, reason=reason, actor=actor, reference=reference, note=note)
+
+
+def release(placements: list[Placement], *, actor: Actor = SYSTEM, reference: str = "",
+            note: str = "") -> None:
+    """Give allocated stock back to the shelf (an order cancelled or expired)."""
+    _apply_to_placements(placements, on_hand=0, allocated=-1, reason=MovementReason.RELEASE,
+                         actor=actor, reference=reference, note=note)
+
+
+def take_shipped(placements: list[Placement], *, actor: Actor = SYSTEM, reference: str = "",
+                 note: str = "") -> None:
+    """Allocated stock left the warehouse: on hand and allocated both go down."""
+    _apply_to_placements(placements, on_hand=-1, allocated=-1, reason=MovementReason.SHIPMENT,
+                         actor=actor, reference=reference, note=note)
+
+
+def restock(placements: list[Placement], *, actor: Actor = SYSTEM, reference: str = "",
+            note: str = "") -> None:
+    """Returned goods back on the shelf of the warehouse they left from."""
+    _apply_to_placements(placements, on_hand=1, allocated=0, reason=MovementReason.RETURN,
+                         actor=actor, reference=reference, note=note)

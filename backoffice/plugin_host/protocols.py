@@ -104,7 +104,11 @@ class RefundResult:
 
 @runtime_checkable
 class PaymentProvider(Protocol):
-    """A way to get paid. Payments are routed to exactly one provider by ``code``."""
+    """A way to get paid. Payments are routed to exactly one provider by ``code``.
+
+    Optional: ``unpaid_orders_expire`` (default True): False for methods paid on delivery, whose
+    orders hold their stock until staff act rather than for the payment window.
+    """
 
     code: str
     name: str

@@ -19,15 +19,14 @@ class ReviewError(Exception):
 
 
 def _has_bought(user: AbstractBaseUser, product: Product) -> bool:
-    """Whether the customer bought the product. Orders arrive with checkout; until then, no."""
-    from django.apps import apps
+    """Whether the customer bought the product: an order of theirs with it that was paid or is
+    being fulfilled (not cancelled, not unpaid)."""
+    from backoffice.orders.models import OrderLine
+    from backoffice.orders.status import PURCHASED_STATUSES
 
-    if not apps.is_installed("backoffice.orders"):
-        return False
-    order_line = apps.get_model("orders", "OrderLine")
-    return order_line.objects.filter(
-        order__user=user, variant__product=product, order__status__in=["paid", "processing",
-                                                                       "shipped", "delivered"]
+    return OrderLine.objects.filter(
+        order__user=user, product_id_snapshot=product.pk,
+        order__status__in=PURCHASED_STATUSES,
     ).exists()
 
 

@@ -14,12 +14,18 @@ from backoffice.customers import services
 from backoffice.customers.models import Address, CustomerProfile
 from shop_api.auth import ClientAddressThrottle, customer_auth
 from shop_api.errors import ApiError
-from shop_api.schemas import ERROR_RESPONSES, InputSchema
+from shop_api.schemas import (
+    ERROR_RESPONSES,
+    AddressFields,
+    AddressValues,
+    Country,
+    InputSchema,
+    Phone,
+    Text,
+)
 
 router = Router(tags=["accounts"])
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 ERRORS = ERROR_RESPONSES
 
@@ -204,20 +210,8 @@ def update_my_profile(request: HttpRequest, payload: ProfileIn):
 
 # --- Addresses --------------------------------------------------------------------------------
 
-Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$")]
 
-
-class AddressIn(InputSchema):
-    first_name: Text
-    last_name: Text = ""
-    company: Text = ""
-    line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-    line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] = ""
-    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    region: Text = ""
-    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20)] = ""
-    country: Country
-    phone: Phone = ""
+class AddressIn(AddressFields):
     is_default_shipping: bool = False
     is_default_billing: bool = False
 
@@ -240,18 +234,8 @@ class AddressPatch(InputSchema):
     is_default_billing: bool | None = None
 
 
-class AddressOut(Schema):
+class AddressOut(AddressValues):
     id: int
-    first_name: str
-    last_name: str
-    company: str
-    line1: str
-    line2: str
-    city: str
-    region: str
-    postal_code: str
-    country: str
-    phone: str
     is_default_shipping: bool
     is_default_billing: bool
 

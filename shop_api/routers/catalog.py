@@ -1,4 +1,8 @@
-"""Catalog browsing: the category tree, product listings with filters, product detail. Public."""
+"""Catalog browsing: the category tree, product listings with filters, product detail. Public.
+
+Every route here answers from the storefront response cache when it can
+(``backoffice.catalog.storefront_cache``: a hit runs none of the code below).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from typing import Annotated, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
+from ninja.decorators import decorate_view
 from pydantic import StringConstraints
 
-from backoffice.catalog import storefront
+from backoffice.catalog import storefront, storefront_cache
 from backoffice.catalog.models import Product
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
@@ -137,12 +142,14 @@ def _ref(category) -> dict:
 
 
 @router.get("/categories", response={200: list[CategoryNode], **ERROR_RESPONSES})
+@decorate_view(storefront_cache.cached(list[CategoryNode], stock=False))
 def categories(request: HttpRequest):
     """The whole category tree, nested (one query)."""
     return storefront.category_tree()
 
 
 @router.get("/categories/{path:path}", response={200: CategoryOut, **ERROR_RESPONSES})
+@decorate_view(storefront_cache.cached(CategoryOut, stock=False))
 def category(request: HttpRequest, path: str):
     """A category by its path (e.g. ``clothing/men``): breadcrumbs, children, average price."""
     try:
@@ -186,6 +193,7 @@ def _pairs(values: list[str]) -> dict[str, str]:
 
 
 @router.get("/products", response={200: ProductPageOut, **ERROR_RESPONSES})
+@decorate_view(storefront_cache.cached(ProductPageOut))
 def products(request: HttpRequest, filters: Query[ProductQuery]):
     """Published products, filtered, ordered and paginated, with the total count.
 
@@ -209,6 +217,7 @@ def products(request: HttpRequest, filters: Query[ProductQuery]):
 
 
 @router.get("/products/{slug}", response={200: ProductOut, **ERROR_RESPONSES})
+@decorate_view(storefront_cache.cached(ProductOut))
 def product(request: HttpRequest, slug: str):
     """A published product: variants with prices, discount and availability (in stock, low or
     out; not the warehouse numbers), images, breadcrumbs and rating. Four queries at most."""

@@ -1,0 +1,1034 @@
+"""Orders in the admin: the list a fulfilment clerk works from, the order page, and the actions
+that move an order along.
+
+An order's money and lines are snapshots taken at checkout, so the order page is read-only (no
+"add order" either: orders come from checkout). Everything that changes an order goes through
+``backoffice.orders.services`` with the staff user as the actor: status moves, shipments,
+refunds and notes. A move the status machine refuses shows the service's message, never an
+error page, and changes nothing.
+
+Queries: the list annotates its item count in the page's one results query and pages through
+``EstimatedCountPaginator`` (no full ``COUNT`` of a big unfiltered table on PostgreSQL); the
+order page reads the order, then each inline once (shipment and refund lines prefetched).
+
+The export (CSV or XLSX, django-import-export) offers two files:
+
+- **Orders**, one row per order, the default: what an accountant reconciles. Each money column
+  (subtotal, discount, shipping, total, refunded, net) sums to the period's figure, which a file
+  that repeats order totals on every line would not.
+- **Order lines**, one row per line with its order's number, date, status and customer: sales
+  by product. It carries line amounts only, so its columns also sum correctly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from import_export import resources
+from import_export.admin import ExportMixin
+from import_export.fields import Field
+from import_export.formats.base_formats import CSV, XLSX
+from import_export.widgets import DateTimeWidget, DecimalWidget, IntegerWidget
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
+from unfold.contrib.import_export.forms import SelectableFieldsExportForm
+from unfold.decorators import action, display
+from unfold.widgets import (
+    UnfoldAdminDecimalFieldWidget,
+    UnfoldAdminIntegerFieldWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldAdminURLInputWidget,
+    UnfoldBooleanSwitchWidget,
+)
+
+from backoffice.admin_navigation import _counted_once
+from backoffice.catalog.admin import EstimatedCountPaginator
+from backoffice.inventory.services import Actor
+from backoffice.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, quantize
+from backoffice.orders import services
+from backoffice.orders.models import (
+    Order,
+    OrderEvent,
+    OrderLine,
+    Refund,
+    RefundLine,
+    Shipment,
+    ShipmentLine,
+)
+from backoffice.orders.status import (
+    REFUNDABLE_STATUSES,
+    SHIPPABLE_STATUSES,
+    IllegalTransition,
+    OrderStatus,
+    can_move,
+)
+from backoffice.plugin_host.services import payment_providers, shipping_methods
+
+STATUS_COLOURS = {
+    OrderStatus.PENDING_PAYMENT.value: "warning",
+    OrderStatus.PAID.value: "info",
+    OrderStatus.PROCESSING.value: "info",
+    OrderStatus.SHIPPED.value: "success",
+    OrderStatus.DELIVERED.value: "success",
+    OrderStatus.CANCELLED.value: "danger",
+    OrderStatus.PARTIALLY_REFUNDED.value: "warning",
+    # refunded: the neutral grey
+}
+# Paid or being packed: what the warehouse has to send (the sidebar badge counts these).
+TO_FULFIL = (OrderStatus.PAID, OrderStatus.PROCESSING)
+# At most this many refusals are listed one by one after a bulk action.
+MAX_ERROR_MESSAGES = 10
+ORDER_ERRORS = (services.OrderError, IllegalTransition)
+
+
+def money(amount: Decimal | None, currency: str) -> str:
+    """``KES 1,250.00``, in the order's own currency."""
+    if amount is None:
+        return ""
+    return f"{currency} {quantize(amount, currency):,}"
+
+
+def address_lines(address: dict | None) -> list[str]:
+    """A snapshot address as the lines of a label."""
+    address = address or {}
+    name = " ".join(p for p in (address.get("first_name"), address.get("last_name")) if p)
+    place = " ".join(p for p in (address.get("city"), address.get("region"),
+                                 address.get("postal_code")) if p)
+    lines = [name, address.get("company"), address.get("line1"), address.get("line2"), place,
+             address.get("country"), address.get("phone")]
+    return [line for line in lines if line]
+
+
+class SpreadsheetXLSX(XLSX):
+    """XLSX whose numbers and dates stay numbers and dates. The store escapes formulae in
+    exports (``IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT``); the library does it by turning every
+    cell into text (``None`` into "None"), so an accountant's sums would not add up. Text cells
+    are still escaped."""
+
+    def _escape_formulae(self, dataset) -> None:
+        for _position in range(len(dataset)):
+            row = dataset.lpop()
+            dataset.append([
+                cell.replace("=", "", 1) if isinstance(cell, str) and cell.startswith("=")
+                else cell
+                for cell in row
+            ])
+
+
+class SpreadsheetExportMixin:
+    """For an admin with an export: its ``SpreadsheetXLSX`` files get native values (the
+    library decides that by the exact format class, so a subclass would get text)."""
+
+    def get_export_data(self, file_format, request: HttpRequest, queryset, **kwargs):
+        if not isinstance(file_format, SpreadsheetXLSX):
+            return super().get_export_data(file_format, request, queryset, **kwargs)
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        data = self.get_data_for_export(request, queryset, force_native_type=True, **kwargs)
+        return file_format.export_data(data)
+
+
+def orders_to_fulfil_badge(request: HttpRequest) -> str:
+    """The sidebar badge: orders paid or processing (an index range on ``status``)."""
+    return _counted_once(
+        request, "orders_to_fulfil", Order.objects.filter(status__in=TO_FULFIL).count
+    )
+
+
+# --- Filters ------------------------------------------------------------------------------------
+
+
+class OrderStatusFilter(DropdownFilter):
+    """Each status, plus "to fulfil" (paid or processing), what the warehouse works through."""
+
+    title = _("status")
+    parameter_name = "status"
+    TO_FULFIL = "to_fulfil"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [(self.TO_FULFIL, _("To fulfil (paid or processing)")), *OrderStatus.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == self.TO_FULFIL:
+            return queryset.filter(status__in=TO_FULFIL)
+        if self.value() in OrderStatus.values:
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+class _MethodFilter(DropdownFilter):
+    """Choices from the plugins' registries (no scan of the orders table), plus the value in the
+    URL when its plugin has gone, so the filter still shows what is applied."""
+
+    field = ""
+
+    def registry(self) -> Iterable[tuple[str, str]]:
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        choices = dict(self.registry())
+        if self.value() and self.value() not in choices:
+            choices[self.value()] = self.value()
+        return list(choices.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(**{self.field: self.value()})
+        return queryset
+
+
+class PaymentMethodFilter(_MethodFilter):
+    title = _("payment method")
+    parameter_name = "payment_method"
+    field = "payment_method"
+
+    def registry(self) -> Iterable[tuple[str, str]]:
+        return [(p.code, getattr(p, "name", p.code)) for p in payment_providers()]
+
+
+class ShippingMethodFilter(_MethodFilter):
+    title = _("shipping method")
+    parameter_name = "shipping_method"
+    field = "shipping_method_code"
+
+    def registry(self) -> Iterable[tuple[str, str]]:
+        return [(m.code, m.name) for m in shipping_methods()]
+
+
+def _parse_day(value: str) -> dt.date | None:
+    for format_ in settings.DATE_INPUT_FORMATS:
+        try:
+            return dt.datetime.strptime(value, format_).date()
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _start_of(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+class PlacedDateFilter(RangeDateFilter):
+    """Whole days in the store's time zone, "to" included: a range on ``created_at`` (indexed
+    with the status), not a ``__date`` cast per row."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        name = self.parameter_name
+        start = self.used_parameters.get(f"{name}_from")
+        end = self.used_parameters.get(f"{name}_to")
+        filters = {}
+        if start:
+            day = _parse_day(start)
+            if day is None:
+                return None
+            filters[f"{name}__gte"] = _start_of(day)
+        if end:
+            day = _parse_day(end)
+            if day is None:
+                return None
+            filters[f"{name}__lt"] = _start_of(day + dt.timedelta(days=1))
+        return queryset.filter(**filters)
+
+
+# --- Forms of the order page ----------------------------------------------------------------
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label=_("Note"), required=False, max_length=2000,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+    )
+
+
+class RequiredNoteForm(NoteForm):
+    note = forms.CharField(
+        label=_("Note"), max_length=2000, widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+        help_text=_("Added to the order's timeline, with your name. Customers don't see it."),
+    )
+
+
+def _line_label(line: OrderLine) -> str:
+    name = f"{line.product_name} – {line.variant_name}" if line.variant_name else line.product_name
+    return f"{line.sku} · {name}"
+
+
+class _LineQuantitiesForm(forms.Form):
+    """A quantity field per order line (``line_<id>``), with the rows the template lays out."""
+
+    def add_line_fields(self, lines: Iterable[OrderLine], most: Callable[[OrderLine], int],
+                        initial: Callable[[OrderLine], int]) -> None:
+        self.line_fields: list[tuple[OrderLine, str]] = []
+        for line in lines:
+            limit = most(line)
+            if limit <= 0:
+                continue
+            name = f"line_{line.pk}"
+            self.fields[name] = forms.IntegerField(
+                label=_line_label(line), min_value=0, max_value=limit, initial=initial(line),
+                required=False, widget=UnfoldAdminIntegerFieldWidget,
+            )
+            self.line_fields.append((line, name))
+
+    def line_rows(self) -> list[tuple[OrderLine, forms.BoundField]]:
+        return [(line, self[name]) for line, name in self.line_fields]
+
+    def other_fields(self) -> list[forms.BoundField]:
+        names = {name for _, name in self.line_fields}
+        return [self[name] for name in self.fields if name not in names]
+
+    def quantities(self) -> dict[int, int]:
+        return {
+            line.pk: self.cleaned_data[name]
+            for line, name in self.line_fields if self.cleaned_data.get(name)
+        }
+
+
+class ShipmentForm(_LineQuantitiesForm):
+    carrier = forms.CharField(label=_("Carrier"), max_length=120, required=False,
+                              widget=UnfoldAdminTextInputWidget)
+    tracking_number = forms.CharField(label=_("Tracking number"), max_length=120,
+                                      required=False, widget=UnfoldAdminTextInputWidget)
+    tracking_url = forms.URLField(label=_("Tracking URL"), max_length=500, required=False,
+                                  assume_scheme="https", widget=UnfoldAdminURLInputWidget)
+
+    def __init__(self, *args, lines: Iterable[OrderLine], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Everything left to ship, unless the clerk lowers a quantity.
+        self.add_line_fields(lines, most=lambda ln: ln.quantity_to_ship,
+                             initial=lambda ln: ln.quantity_to_ship)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors and not self.quantities():
+            raise forms.ValidationError(_("Choose at least one item to ship."))
+        return cleaned
+
+
+class RefundForm(_LineQuantitiesForm):
+    amount = forms.DecimalField(
+        label=_("Amount"), required=False, min_value=Decimal("0.01"),
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES,
+        widget=UnfoldAdminDecimalFieldWidget,
+        help_text=_("Empty: the value of the quantities below (their share of any discount "
+                    "included)."),
+    )
+    restock = forms.BooleanField(
+        label=_("Put returned items back on the shelf"), required=False,
+        widget=UnfoldBooleanSwitchWidget,
+        help_text=_("For shipped items that came back; items not shipped yet always go back."),
+    )
+    reason = forms.CharField(label=_("Reason"), max_length=255, required=False,
+                             widget=UnfoldAdminTextInputWidget)
+
+    def __init__(self, *args, lines: Iterable[OrderLine], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_line_fields(lines, most=lambda ln: ln.quantity - ln.quantity_refunded,
+                             initial=lambda ln: 0)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors and cleaned.get("amount") is None and not self.quantities():
+            raise forms.ValidationError(_("Enter an amount, or the quantities refunded."))
+        return cleaned
+
+
+# --- Inlines (all read-only) -----------------------------------------------------------------
+
+
+class _ReadOnlyInline(TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    hide_title = True  # no per-row heading repeating the row's ``__str__``
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Part of the order: whoever may see the order sees them.
+        return request.user.has_perm("orders.view_order") or request.user.has_perm(
+            "orders.change_order"
+        )
+
+
+class OrderLineInline(_ReadOnlyInline):
+    model = OrderLine
+    verbose_name_plural = _("lines")
+    fields = ["sku", "product", "variant_name", "unit_price", "quantity", "discount_amount",
+              "total", "quantity_shipped", "quantity_refunded"]
+    readonly_fields = fields
+
+    @display(description=_("product"))
+    def product(self, obj: OrderLine) -> str:
+        if obj.product_id_snapshot is None:
+            return obj.product_name
+        url = reverse("admin:catalog_product_change", args=[obj.product_id_snapshot])
+        return format_html('<a href="{}">{}</a>', url, obj.product_name)
+
+
+def _items(lines: Iterable) -> str:
+    return ", ".join(f"{row.quantity} × {row.line.sku}" for row in lines)
+
+
+class ShipmentInline(_ReadOnlyInline):
+    model = Shipment
+    fields = ["shipped_at", "carrier", "tracking", "items", "delivered_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Shipment]:
+        return super().get_queryset(request).prefetch_related(
+            Prefetch("lines", queryset=ShipmentLine.objects.select_related("line").order_by("id"))
+        )
+
+    @display(description=_("tracking"))
+    def tracking(self, obj: Shipment) -> str:
+        if obj.tracking_url:
+            return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>',
+                               obj.tracking_url, obj.tracking_number or obj.tracking_url)
+        return obj.tracking_number or "-"
+
+    @display(description=_("items"))
+    def items(self, obj: Shipment) -> str:
+        return _items(obj.lines.all())
+
+
+class RefundInline(_ReadOnlyInline):
+    model = Refund
+    fields = ["created_at", "amount_display", "items", "restock", "reason", "status",
+              "actor_label"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Refund]:
+        return super().get_queryset(request).select_related("order").prefetch_related(
+            Prefetch("lines", queryset=RefundLine.objects.select_related("line").order_by("id"))
+        )
+
+    @display(description=_("amount"))
+    def amount_display(self, obj: Refund) -> str:
+        return money(obj.amount, obj.order.currency)
+
+    @display(description=_("items"))
+    def items(self, obj: Refund) -> str:
+        return _items(obj.lines.all()) or "-"
+
+
+class OrderEventInline(_ReadOnlyInline):
+    """The timeline, oldest first: every status move, shipment, refund, payment and note."""
+
+    model = OrderEvent
+    verbose_name_plural = _("timeline")
+    fields = ["created_at", "kind", "change", "by", "note"]
+    readonly_fields = fields
+    ordering = ["created_at", "id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderEvent]:
+        return super().get_queryset(request).select_related("actor")
+
+    @display(description=_("status"))
+    def change(self, obj: OrderEvent) -> str:
+        if obj.from_status and obj.to_status:
+            return f"{obj.get_from_status_display()} → {obj.get_to_status_display()}"
+        return obj.get_to_status_display() if obj.to_status else ""
+
+    @display(description=_("by"))
+    def by(self, obj: OrderEvent) -> str:
+        if obj.actor_label:
+            return obj.actor_label
+        return obj.actor.get_username() if obj.actor is not None else ""
+
+
+# --- Export ---------------------------------------------------------------------------------
+
+
+class _OrderColumns:
+    """Columns about the order, for a resource whose rows are orders (``order = obj``) or
+    lines (``order = obj.order``)."""
+
+    @staticmethod
+    def _order(obj) -> Order:
+        return obj if isinstance(obj, Order) else obj.order
+
+    def dehydrate_status(self, obj) -> str:
+        return str(self._order(obj).get_status_display())
+
+    def dehydrate_customer_name(self, obj) -> str:
+        return self._order(obj).customer_name
+
+    def dehydrate_shipping_country(self, obj) -> str:
+        return (self._order(obj).shipping_address or {}).get("country", "")
+
+    def dehydrate_shipping_city(self, obj) -> str:
+        return (self._order(obj).shipping_address or {}).get("city", "")
+
+
+class OrderResource(_OrderColumns, resources.ModelResource):
+    """One row per order (export only)."""
+
+    number = Field(attribute="number", column_name="number")
+    placed_at = Field(attribute="created_at", column_name="placed_at", widget=DateTimeWidget())
+    status = Field(column_name="status")
+    paid_at = Field(attribute="paid_at", column_name="paid_at", widget=DateTimeWidget())
+    email = Field(attribute="email", column_name="email")
+    customer_name = Field(column_name="customer_name")
+    phone = Field(attribute="phone", column_name="phone")
+    shipping_country = Field(column_name="shipping_country")
+    shipping_city = Field(column_name="shipping_city")
+    payment_method = Field(attribute="payment_method", column_name="payment_method")
+    shipping_method = Field(attribute="shipping_method_name", column_name="shipping_method")
+    coupon_code = Field(attribute="coupon_code", column_name="coupon_code")
+    items = Field(attribute="item_count", column_name="items", widget=IntegerWidget())
+    currency = Field(attribute="currency", column_name="currency")
+    subtotal = Field(attribute="subtotal", column_name="subtotal", widget=DecimalWidget())
+    discount = Field(attribute="discount_total", column_name="discount", widget=DecimalWidget())
+    shipping = Field(attribute="shipping_total", column_name="shipping", widget=DecimalWidget())
+    total = Field(attribute="total", column_name="total", widget=DecimalWidget())
+    refunded = Field(attribute="refunded_total", column_name="refunded", widget=DecimalWidget())
+    net = Field(column_name="net", widget=DecimalWidget())
+
+    class Meta:
+        model = Order
+        name = _("Orders (one row per order)")
+        fields = (
+            "number", "placed_at", "status", "paid_at", "email", "customer_name", "phone",
+            "shipping_country", "shipping_city", "payment_method", "shipping_method",
+            "coupon_code", "items", "currency", "subtotal", "discount", "shipping", "total",
+            "refunded", "net",
+        )
+        export_order = fields
+
+    def filter_export(self, queryset: QuerySet, **kwargs) -> QuerySet:
+        # The admin hands over its list (filters and search applied, item count annotated).
+        if "item_count" not in queryset.query.annotations:
+            queryset = with_item_count(queryset)
+        return queryset
+
+    def dehydrate_net(self, obj: Order) -> Decimal:
+        return obj.total - obj.refunded_total
+
+
+class OrderLineResource(_OrderColumns, resources.ModelResource):
+    """One row per order line (export only), oldest order first."""
+
+    order_number = Field(attribute="order__number", column_name="order_number")
+    placed_at = Field(attribute="order__created_at", column_name="placed_at",
+                      widget=DateTimeWidget())
+    status = Field(column_name="status")
+    email = Field(attribute="order__email", column_name="email")
+    customer_name = Field(column_name="customer_name")
+    shipping_country = Field(column_name="shipping_country")
+    shipping_city = Field(column_name="shipping_city")
+    currency = Field(attribute="order__currency", column_name="currency")
+    sku = Field(attribute="sku", column_name="sku")
+    product = Field(attribute="product_name", column_name="product")
+    variant = Field(attribute="variant_name", column_name="variant")
+    quantity = Field(attribute="quantity", column_name="quantity", widget=IntegerWidget())
+    unit_price = Field(attribute="unit_price", column_name="unit_price", widget=DecimalWidget())
+    line_discount = Field(attribute="discount_amount", column_name="line_discount",
+                          widget=DecimalWidget())
+    line_total = Field(attribute="total", column_name="line_total", widget=DecimalWidget())
+    shipped = Field(attribute="quantity_shipped", column_name="shipped", widget=IntegerWidget())
+    refunded = Field(attribute="quantity_refunded", column_name="refunded",
+                     widget=IntegerWidget())
+
+    class Meta:
+        model = OrderLine
+        name = _("Order lines (one row per line)")
+        fields = (
+            "order_number", "placed_at", "status", "email", "customer_name", "shipping_country",
+            "shipping_city", "currency", "sku", "product", "variant", "quantity", "unit_price",
+            "line_discount", "line_total", "shipped", "refunded",
+        )
+        export_order = fields
+
+    def filter_export(self, queryset: QuerySet, **kwargs) -> QuerySet:
+        """The admin hands over orders: their lines, with the order joined (one query)."""
+        if queryset.model is Order:
+            queryset = OrderLine.objects.filter(order__in=queryset.values("pk"))
+        return queryset.select_related("order").order_by("order__created_at", "order_id", "id")
+
+
+def with_item_count(queryset: QuerySet[Order]) -> QuerySet[Order]:
+    """``item_count``: the units ordered, a correlated subquery (computed for the rows read
+    only, e.g. one page of the list)."""
+    units = (
+        OrderLine.objects.filter(order=OuterRef("pk")).order_by()
+        .values("order").annotate(units=Sum("quantity")).values("units")
+    )
+    return queryset.annotate(
+        item_count=Coalesce(Subquery(units, output_field=IntegerField()), 0)
+    )
+
+
+# --- The order admin ------------------------------------------------------------------------
+
+
+class _ExportModelAdmin(ExportMixin, admin.ModelAdmin):
+    """django-import-export's export before Django's ModelAdmin in the MRO (unfold's
+    ``ModelAdmin`` comes first in the admin below)."""
+
+
+@admin.register(Order)
+class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
+    list_display = [
+        "number_display", "created_at", "customer", "status_label", "total_display",
+        "item_count", "payment_display", "shipping_display",
+    ]
+    list_display_links = ["number_display"]
+    list_filter = [OrderStatusFilter, ("created_at", PlacedDateFilter), PaymentMethodFilter,
+                   ShippingMethodFilter]
+    list_filter_submit = True
+    # The search is ``get_search_results``; these make the box appear and say what it reads.
+    search_fields = ["number", "email", "phone", "lines__sku"]
+    search_help_text = _("An order number, an email (or part of it), a phone number, or an "
+                         "exact SKU.")
+    ordering = ["-created_at", "-id"]
+    list_per_page = 50
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    inlines = [OrderLineInline, ShipmentInline, RefundInline, OrderEventInline]
+    actions = ["mark_processing", "mark_paid", "mark_delivered", "cancel_orders"]
+    actions_detail = [
+        {"title": _("Status"), "icon": "sync_alt", "items": [
+            "mark_paid_detail", "mark_processing_detail", "mark_delivered_detail",
+            "cancel_detail",
+        ]},
+        {"title": _("Fulfil"), "icon": "local_shipping", "items": [
+            "create_shipment", "record_refund",
+        ]},
+        {"title": _("Print"), "icon": "print", "items": ["packing_slip", "invoice"]},
+        "add_note",
+    ]
+    change_form_outer_before_template = "admin/orders/order/summary.html"
+    change_form_outer_after_template = "admin/orders/order/note_form.html"
+    # Export (CSV/XLSX) of the filtered list.
+    resource_classes = [OrderResource, OrderLineResource]
+    export_formats = [CSV, SpreadsheetXLSX]
+    export_form_class = SelectableFieldsExportForm
+
+    # --- permissions: read-only record, changed only through the actions ---
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # orders come from checkout
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # snapshots: the page is read-only, the actions change the order
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_fulfil_permission(self, request: HttpRequest, obj=None) -> bool:
+        """Status moves, shipments, refunds and notes: the "change order" permission."""
+        return request.user.has_perm("orders.change_order")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    # --- the list ---
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        return with_item_count(super().get_queryset(request))
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        """An order number (``#10001`` too) is looked up alone, by its unique index. Otherwise
+        the email or phone contains the term, or a line has it as its SKU: lines match in a
+        subquery (``pk IN``), so an order with two matching lines shows once."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        number = term.removeprefix("#")
+        if number.isdigit() and Order.objects.filter(number=number).exists():
+            return queryset.filter(number=number), False
+        skus = OrderLine.objects.filter(sku=term).values("order_id")
+        return queryset.filter(
+            Q(email__icontains=term) | Q(phone__contains=term) | Q(pk__in=skus)
+        ), False
+
+    @display(description=_("order"), ordering="id")
+    def number_display(self, obj: Order) -> str:
+        return str(obj)
+
+    @display(description=_("customer"))
+    def customer(self, obj: Order) -> str:
+        name = obj.customer_name
+        if not name:
+            return obj.email
+        return format_html('{}<br><span class="text-xs text-base-500">{}</span>', name, obj.email)
+
+    @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
+    def status_label(self, obj: Order) -> tuple[str, str]:
+        return obj.status, obj.get_status_display()
+
+    @display(description=_("total"), ordering="total")
+    def total_display(self, obj: Order) -> str:
+        total = money(obj.total, obj.currency)
+        if obj.refunded_total:
+            return format_html('{}<br><span class="text-xs text-base-500">{} {}</span>', total,
+                               _("refunded"), money(obj.refunded_total, obj.currency))
+        return total
+
+    @display(description=_("items"))
+    def item_count(self, obj: Order) -> int:
+        return obj.item_count
+
+    @display(description=_("payment"))
+    def payment_display(self, obj: Order) -> str:
+        method = obj.payment_method or "-"
+        return f"{method} · {_('paid')}" if obj.paid_at else method
+
+    @display(description=_("shipping"))
+    def shipping_display(self, obj: Order) -> str:
+        return obj.shipping_method_name or obj.shipping_method_code
+
+    # --- bulk actions ---
+
+    def _actor(self, request: HttpRequest) -> Actor:
+        return Actor(user=request.user, label=request.user.get_username())
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Order], run: Callable,
+              done_message: str) -> None:
+        """``run`` each selected order through a service, in its own transaction: the ones it
+        refuses are listed with the service's reason and stay as they were."""
+        actor = self._actor(request)
+        done, refused = 0, []
+        for pk, number in queryset.order_by("pk").values_list("pk", "number"):
+            try:
+                run(pk, actor)
+            except ORDER_ERRORS as error:
+                refused.append(f"#{number}: {error}")
+            else:
+                done += 1
+        if done:
+            messages.success(request, done_message % {"count": done})
+        for message in refused[:MAX_ERROR_MESSAGES]:
+            messages.error(request, message)
+        if len(refused) > MAX_ERROR_MESSAGES:
+            messages.error(request, _("... and %(count)d more orders refused.")
+                           % {"count": len(refused) - MAX_ERROR_MESSAGES})
+
+    @action(description=_("Mark processing"), permissions=["fulfil"])
+    def mark_processing(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._each(request, queryset,
+                   lambda pk, actor: services.transition(pk, OrderStatus.PROCESSING, actor=actor),
+                   _("%(count)d orders marked processing."))
+
+    @action(description=_("Mark paid (cash, transfer)"), permissions=["fulfil"])
+    def mark_paid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._each(request, queryset, lambda pk, actor: services.mark_paid(pk, actor=actor),
+                   _("%(count)d orders marked paid."))
+
+    @action(description=_("Mark delivered"), permissions=["fulfil"])
+    def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._each(request, queryset, lambda pk, actor: services.mark_delivered(pk, actor=actor),
+                   _("%(count)d orders marked delivered."))
+
+    @action(description=_("Cancel (releases the stock)"), permissions=["fulfil"])
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        self._each(request, queryset, lambda pk, actor: services.cancel_order(pk, actor=actor),
+                   _("%(count)d orders cancelled; their stock is back on the shelf."))
+
+    # --- the order page ---
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None):
+        """Read once per request: the page's header and Django's view both ask for it."""
+        cache = request.__dict__.setdefault("_orders_admin_objects", {})
+        key = (str(object_id), from_field)
+        if key not in cache:
+            cache[key] = super().get_object(request, object_id, from_field)
+        return cache[key]
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        # The header template shows the order; nothing of it is a form field.
+        return []
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None):
+        order = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if order is not None:
+            extra_context["order_page"] = self._order_page(request, order)
+            extra_context["title"] = _("Order %(number)s") % {"number": order}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _url(self, name: str, order: Order) -> str:
+        return reverse(f"admin:orders_order_{name}", args=[order.pk])
+
+    def _order_page(self, request: HttpRequest, order: Order) -> dict:
+        status = order.status
+        can_fulfil = self.has_fulfil_permission(request)
+        moves, links = [], []
+        if can_fulfil:
+            if order.paid_at is None and status not in {
+                OrderStatus.CANCELLED, OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED,
+            }:
+                moves.append((_("Mark paid"), self._url("mark_paid_detail", order)))
+            if can_move(status, OrderStatus.PROCESSING):
+                moves.append((_("Mark processing"), self._url("mark_processing_detail", order)))
+            if can_move(status, OrderStatus.DELIVERED):
+                moves.append((_("Mark delivered"), self._url("mark_delivered_detail", order)))
+            if status in SHIPPABLE_STATUSES:
+                links.append((_("Create shipment"), self._url("create_shipment", order)))
+            if status in REFUNDABLE_STATUSES and order.refunded_total < order.total:
+                links.append((_("Record refund"), self._url("record_refund", order)))
+            if can_move(status, OrderStatus.CANCELLED):
+                links.append((_("Cancel order"), self._url("cancel_detail", order)))
+        currency = order.currency
+        totals = [
+            (_("Subtotal"), money(order.subtotal, currency)),
+            (_("Discount") + (f" ({order.coupon_code})" if order.coupon_code else ""),
+             f"− {money(order.discount_total, currency)}"),
+            (_("Shipping") + (f" ({order.shipping_method_name})"
+                              if order.shipping_method_name else ""),
+             money(order.shipping_total, currency)),
+            (_("Total"), money(order.total, currency)),
+        ]
+        if order.refunded_total:
+            totals.append((_("Refunded"), f"− {money(order.refunded_total, currency)}"))
+            totals.append((_("Net"), money(order.total - order.refunded_total, currency)))
+        customer_url = (
+            reverse("admin:auth_user_change", args=[order.user_id]) if order.user_id else ""
+        )
+        return {
+            "order": order,
+            "status_colour": STATUS_COLOURS.get(status, ""),
+            "moves": moves,
+            "links": links,
+            "prints": [(_("Packing slip"), self._url("packing_slip", order)),
+                       (_("Invoice"), self._url("invoice", order))],
+            "totals": totals,
+            "shipping_address": address_lines(order.shipping_address),
+            "billing_address": address_lines(order.billing_address),
+            "customer_url": customer_url,
+            "can_fulfil": can_fulfil,
+            "note_url": self._url("add_note", order) if can_fulfil else "",
+            "note_form": RequiredNoteForm(),
+        }
+
+    # --- per-order views (``actions_detail``) ---
+
+    def _order_or_404(self, object_id) -> Order:
+        if not str(object_id).isdigit():
+            raise Http404
+        return get_object_or_404(Order, pk=int(object_id))
+
+    def _back(self, order: Order) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+
+    def _render(self, request: HttpRequest, order: Order, template: str, **context) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": order,
+            "order": order,
+            "order_url": reverse("admin:orders_order_change", args=[order.pk]),
+            **context,
+        }
+        return TemplateResponse(request, template, context)
+
+    def _confirm(self, request: HttpRequest, object_id, *, title: str, question: str,
+                 submit: str, run: Callable[[Order, str, Actor], object], success: str,
+                 danger: bool = False) -> HttpResponse:
+        """A status move: a POST does it (the order page's buttons post here), a GET asks
+        first. The service decides; its refusal is the message."""
+        order = self._order_or_404(object_id)
+        form = NoteForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run(order, form.cleaned_data["note"], self._actor(request))
+            except ORDER_ERRORS as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, success % {"number": order})
+            return self._back(order)
+        return self._render(request, order, "admin/orders/order/confirm.html", title=title,
+                            question=question, submit=submit, form=form, danger=danger)
+
+    @action(description=_("Mark paid"), url_path="mark-paid", permissions=["fulfil"],
+            icon="payments")
+    def mark_paid_detail(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._confirm(
+            request, object_id, title=_("Mark paid"),
+            question=_("The money for this order has been received in full (cash, transfer)."),
+            submit=_("Mark paid"),
+            run=lambda order, note, actor: services.mark_paid(order.pk, actor=actor, note=note),
+            success=_("Order %(number)s marked paid."),
+        )
+
+    @action(description=_("Mark processing"), url_path="mark-processing",
+            permissions=["fulfil"], icon="inventory")
+    def mark_processing_detail(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._confirm(
+            request, object_id, title=_("Mark processing"),
+            question=_("The warehouse is preparing this order."), submit=_("Mark processing"),
+            run=lambda order, note, actor: services.transition(
+                order.pk, OrderStatus.PROCESSING, actor=actor, note=note),
+            success=_("Order %(number)s marked processing."),
+        )
+
+    @action(description=_("Mark delivered"), url_path="mark-delivered", permissions=["fulfil"],
+            icon="where_to_vote")
+    def mark_delivered_detail(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._confirm(
+            request, object_id, title=_("Mark delivered"),
+            question=_("Every shipment of this order has reached the customer."),
+            submit=_("Mark delivered"),
+            run=lambda order, note, actor: services.mark_delivered(
+                order.pk, actor=actor, note=note),
+            success=_("Order %(number)s marked delivered."),
+        )
+
+    @action(description=_("Cancel order"), url_path="cancel", permissions=["fulfil"],
+            icon="cancel")
+    def cancel_detail(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._confirm(
+            request, object_id, title=_("Cancel order"),
+            question=_("Cancel this order? Its stock goes back on the shelf. Money already paid "
+                       "is given back with \"Record refund\"."),
+            submit=_("Cancel order"), danger=True,
+            run=lambda order, note, actor: services.cancel_order(
+                order.pk, actor=actor, note=note),
+            success=_("Order %(number)s cancelled; its stock is back on the shelf."),
+        )
+
+    @action(description=_("Create shipment"), url_path="ship", permissions=["fulfil"],
+            icon="local_shipping")
+    def create_shipment(self, request: HttpRequest, object_id) -> HttpResponse:
+        order = self._order_or_404(object_id)
+        lines = list(order.lines.all())
+        form = ShipmentForm(request.POST if request.method == "POST" else None, lines=lines)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                shipment = services.create_shipment(
+                    order.pk,
+                    services.ShipmentRequest(
+                        carrier=data["carrier"], tracking_number=data["tracking_number"],
+                        tracking_url=data["tracking_url"], lines=form.quantities(),
+                    ),
+                    actor=self._actor(request),
+                )
+            except ORDER_ERRORS as error:
+                messages.error(request, str(error))
+            else:
+                count = sum(form.quantities().values())
+                messages.success(request, ngettext(
+                    "Shipment %(id)d created: %(count)d item left the shelf.",
+                    "Shipment %(id)d created: %(count)d items left the shelf.", count,
+                ) % {"id": shipment.pk, "count": count})
+                return self._back(order)
+        return self._render(
+            request, order, "admin/orders/order/line_form.html", title=_("Create shipment"),
+            form=form, submit=_("Create shipment"), quantity_label=_("to ship"),
+            intro=_("Quantities start at everything left to ship; lower them to ship part of "
+                    "the order now."),
+            empty=_("Nothing is left to ship."),
+        )
+
+    @action(description=_("Record refund"), url_path="refund", permissions=["fulfil"],
+            icon="currency_exchange")
+    def record_refund(self, request: HttpRequest, object_id) -> HttpResponse:
+        order = self._order_or_404(object_id)
+        lines = list(order.lines.all())
+        form = RefundForm(request.POST if request.method == "POST" else None, lines=lines)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                refund = services.record_refund(
+                    order.pk,
+                    services.RefundRequest(
+                        amount=data["amount"], lines=form.quantities() or None,
+                        restock=data["restock"], reason=data["reason"],
+                    ),
+                    actor=self._actor(request),
+                )
+            except ORDER_ERRORS as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, _("Refund of %(amount)s recorded.")
+                                 % {"amount": money(refund.amount, order.currency)})
+                return self._back(order)
+        left = money(order.total - order.refunded_total, order.currency)
+        return self._render(
+            request, order, "admin/orders/order/line_form.html", title=_("Record refund"),
+            form=form, submit=_("Record refund"), quantity_label=_("to refund"),
+            intro=_("%(left)s can still be refunded. Give an amount, the quantities refunded, "
+                    "or both.") % {"left": left},
+            empty="",
+        )
+
+    @action(description=_("Add note"), url_path="note", permissions=["fulfil"],
+            icon="edit_note")
+    def add_note(self, request: HttpRequest, object_id) -> HttpResponse:
+        order = self._order_or_404(object_id)
+        form = RequiredNoteForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.add_note(order.pk, form.cleaned_data["note"], actor=self._actor(request))
+            except ORDER_ERRORS as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, _("Note added to the timeline."))
+            return self._back(order)
+        return self._render(request, order, "admin/orders/order/confirm.html",
+                            title=_("Add note"), question="", submit=_("Add note"), form=form)
+
+    # --- printables (plain HTML, no admin chrome) ---
+
+    def _printable(self, request: HttpRequest, object_id, template: str) -> HttpResponse:
+        order = self._order_or_404(object_id)
+        lines = list(order.lines.all())
+        currency = order.currency
+        context = {
+            "store_name": settings.STORE_NAME,
+            "order": order,
+            "lines": lines,
+            "to_ship": [line for line in lines if line.quantity_to_ship],
+            "shipping_address": address_lines(order.shipping_address),
+            "billing_address": address_lines(order.billing_address),
+            "money": {
+                "lines": [(line, money(line.unit_price, currency),
+                           money(line.discount_amount, currency) if line.discount_amount else "",
+                           money(line.total, currency)) for line in lines],
+                "subtotal": money(order.subtotal, currency),
+                "discount": money(order.discount_total, currency),
+                "shipping": money(order.shipping_total, currency),
+                "total": money(order.total, currency),
+                "refunded": money(order.refunded_total, currency),
+                "net": money(order.total - order.refunded_total, currency),
+            },
+            "printed_at": timezone.now(),
+        }
+        return TemplateResponse(request, template, context)
+
+    @action(description=_("Packing slip"), url_path="packing-slip", permissions=["view"],
+            icon="inventory_2", attrs={"target": "_blank"})
+    def packing_slip(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._printable(request, object_id, "admin/orders/order/packing_slip.html")
+
+    @action(description=_("Invoice"), url_path="invoice", permissions=["view"],
+            icon="receipt_long", attrs={"target": "_blank"})
+    def invoice(self, request: HttpRequest, object_id) -> HttpResponse:
+        return self._printable(request, object_id, "admin/orders/order/invoice.html")
+

@@ -1,0 +1,417 @@
+"""What happens to an order after checkout: status moves, cancelling, shipping, refunds.
+
+The admin actions, the API (customers and integration keys) and the jobs all call these. Each
+locks the order row first, so two clerks (or a clerk and the expiry job) never both act on the
+same order; an illegal status move raises ``IllegalTransition`` and changes nothing. Every move
+writes an ``OrderEvent`` and queues the ``order_status_changed`` plugin event in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from backoffice.inventory import services as inventory
+from backoffice.inventory.services import SYSTEM, Actor, Placement
+from backoffice.money import quantize
+from backoffice.orders.models import (
+    Allocation,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Refund,
+    RefundLine,
+    Shipment,
+    ShipmentLine,
+)
+from backoffice.orders.status import (
+    REFUNDABLE_STATUSES,
+    SHIPPABLE_STATUSES,
+    IllegalTransition,
+    OrderStatus,
+    check_move,
+)
+from backoffice.plugin_host.events import emit_event
+
+__all__ = [
+    "IllegalTransition", "OrderError", "cancel_order", "create_shipment", "expire_unpaid_orders",
+    "mark_delivered", "record_refund", "transition", "add_note", "attach_guest_orders", "move_to",
+]
+
+
+class OrderError(Exception):
+    """An order operation that cannot be done; nothing was changed. ``code`` is for programs."""
+
+    def __init__(self, message: str, code: str = "order_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _lock(order: Order | int) -> Order:
+    pk = order.pk if isinstance(order, Order) else order
+    return Order.objects.select_for_update(of=("self",)).get(pk=pk)
+
+
+def _event(order: Order, kind: str, actor: Actor, note: str = "", **fields) -> OrderEvent:
+    return OrderEvent.objects.create(
+        order=order, kind=kind, actor_id=actor.user_id, actor_label=actor.label[:120],
+        note=note, **fields,
+    )
+
+
+def _move(order: Order, status: str, actor: Actor, note: str = "") -> None:
+    """On a locked order: check, save, record, tell plugins."""
+    old = order.status
+    check_move(old, status)
+    order.status = status
+    fields = ["status", "updated_at"]
+    if status == OrderStatus.PAID and order.paid_at is None:
+        order.paid_at = timezone.now()
+        fields.append("paid_at")
+    order.save(update_fields=fields)
+    _event(order, OrderEvent.Kind.STATUS, actor, note, from_status=old, to_status=status)
+    emit_event(
+        "order_status_changed", order_id=order.pk, order_number=order.number or "",
+        old_status=old, new_status=status,
+    )
+
+
+def _reference(order: Order) -> str:
+    return f"order {order.number}"
+
+
+def _placements(order: Order) -> list[tuple[Allocation, Placement]]:
+    return [
+        (a, Placement(a.stock_id, a.stock.variant_id, a.stock.warehouse_id, a.quantity))
+        for a in Allocation.objects.filter(line__order=order, quantity__gt=0)
+        .select_related("stock").order_by("stock_id")
+    ]
+
+
+def _take_allocations(order: Order, wanted: Mapping[int, int]) -> list[Placement]:
+    """Take ``{line id: quantity}`` off the lines' allocations (rows still to be written to
+    stock by the caller); refuses a line whose allocations hold less."""
+    taken = []
+    held = _placements(order)
+    for pk, quantity in wanted.items():
+        for allocation, placement in held:
+            if allocation.line_id != pk or quantity <= 0:
+                continue
+            take = min(quantity, allocation.quantity)
+            taken.append(Placement(placement.stock_id, placement.variant_id,
+                                   placement.warehouse_id, take))
+            Allocation.objects.filter(pk=allocation.pk).update(quantity=F("quantity") - take)
+            quantity -= take
+        if quantity > 0:
+            raise OrderError(f"Line {pk} has no stock allocated for {quantity} more.",
+                             "not_allocated")
+    return taken
+
+
+def _release_all(order: Order, actor: Actor, note: str) -> None:
+    held = _placements(order)
+    if held:
+        inventory.release([p for _, p in held], actor=actor, reference=_reference(order),
+                          note=note)
+        Allocation.objects.filter(pk__in=[a.pk for a, _ in held]).update(quantity=0)
+
+
+@transaction.atomic
+def transition(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Move an order to ``status`` (no stock or money side effects: use ``cancel_order``,
+    ``create_shipment``, ``mark_delivered`` and ``record_refund`` for those)."""
+    order = _lock(order)
+    if status == OrderStatus.CANCELLED:
+        raise OrderError("Cancel with cancel_order(), which releases the stock.", "use_cancel")
+    if status == OrderStatus.SHIPPED:
+        raise OrderError("Ship with create_shipment(), which takes the stock.", "use_shipment")
+    if status in {OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED}:
+        raise OrderError("Refund with record_refund().", "use_refund")
+    _move(order, status, actor, note)
+    return order
+
+
+@transaction.atomic
+def mark_paid(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Money received in full. A cash-on-delivery order already being fulfilled keeps its
+    fulfilment status and gets its ``paid_at``."""
+    order = _lock(order)
+    if order.paid_at is not None:
+        return order
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        _move(order, OrderStatus.PAID, actor, note)
+    elif order.status in {OrderStatus.PROCESSING, OrderStatus.SHIPPED, OrderStatus.DELIVERED}:
+        order.paid_at = timezone.now()
+        order.save(update_fields=["paid_at", "updated_at"])
+        _event(order, OrderEvent.Kind.PAYMENT, actor, note or "Payment received.")
+    else:
+        raise IllegalTransition(order.status, OrderStatus.PAID)
+    return order
+
+
+@transaction.atomic
+def cancel_order(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Cancel an order that has not shipped: its allocated stock goes back on the shelf, and an
+    unpaid order gives its coupon use back. Money already paid is refunded with
+    ``record_refund`` (the order stays cancelled)."""
+    from backoffice.promotions.services import give_back
+
+    order = _lock(order)
+    check_move(order.status, OrderStatus.CANCELLED)
+    if OrderLine.objects.filter(order=order, quantity_shipped__gt=0).exists():
+        raise OrderError("Part of this order has shipped; refund it instead.", "already_shipped")
+    _release_all(order, actor, note or "order cancelled")
+    if order.paid_at is None:
+        give_back(order)
+    _move(order, OrderStatus.CANCELLED, actor, note)
+    return order
+
+
+def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
+    """Cancel orders still unpaid after their payment window, releasing their stock (a job,
+    every minute). Each order in its own transaction; returns how many were cancelled."""
+    now = now or timezone.now()
+    due = list(
+        Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, payment_due_at__lte=now)
+        .order_by("payment_due_at").values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for pk in due:
+        with transaction.atomic():
+            order = _lock(pk)
+            # Paid (or cancelled) between the query and the lock: leave it.
+            if order.status != OrderStatus.PENDING_PAYMENT or order.payment_due_at > now:
+                continue
+            cancel_order(order, actor=Actor(label="payment window expired"),
+                         note="Not paid in time.")
+            done += 1
+    return done
+
+
+@dataclass(frozen=True)
+class ShipmentRequest:
+    carrier: str = ""
+    tracking_number: str = ""
+    tracking_url: str = ""
+    # {order line id: quantity}; empty ships everything still to ship.
+    lines: Mapping[int, int] | None = None
+    shipped_at: datetime | None = None
+
+
+@transaction.atomic
+def create_shipment(
+    order: Order | int, request: ShipmentRequest, *, actor: Actor = SYSTEM
+) -> Shipment:
+    """Ship some or all of what is left: allocated stock leaves the shelf (on hand and
+    allocation go down together). The order becomes *shipped* once nothing is left to ship."""
+    order = _lock(order)
+    if order.status not in SHIPPABLE_STATUSES:
+        raise IllegalTransition(order.status, OrderStatus.SHIPPED)
+    lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
+    wanted = dict(request.lines) if request.lines else {
+        pk: line.quantity_to_ship for pk, line in lines.items() if line.quantity_to_ship
+    }
+    wanted = {pk: qty for pk, qty in wanted.items() if qty}
+    if not wanted:
+        raise OrderError("Nothing is left to ship.", "nothing_to_ship")
+    for pk, quantity in wanted.items():
+        if pk not in lines:
+            raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
+        if quantity < 0 or quantity > lines[pk].quantity_to_ship:
+            raise OrderError(
+                f"{lines[pk].sku}: {lines[pk].quantity_to_ship} left to ship, not {quantity}.",
+                "too_many",
+            )
+    taken = _take_allocations(order, wanted)
+    shipment = Shipment.objects.create(
+        order=order, carrier=request.carrier[:120], tracking_number=request.tracking_number[:120],
+        tracking_url=request.tracking_url, shipped_at=request.shipped_at or timezone.now(),
+    )
+    ShipmentLine.objects.bulk_create(
+        [ShipmentLine(shipment=shipment, line_id=pk, quantity=qty) for pk, qty in wanted.items()]
+    )
+    for pk, quantity in wanted.items():
+        OrderLine.objects.filter(pk=pk).update(quantity_shipped=F("quantity_shipped") + quantity)
+    if taken:
+        inventory.take_shipped(taken, actor=actor, reference=_reference(order),
+                               note=f"shipment {shipment.pk}")
+    _event(order, OrderEvent.Kind.SHIPMENT, actor,
+           f"Shipped {sum(wanted.values())} item(s)"
+           + (f" with {shipment.carrier}" if shipment.carrier else "")
+           + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "") + ".")
+    emit_event("shipment_created", shipment_id=shipment.pk, order_id=order.pk,
+               carrier=shipment.carrier, tracking_number=shipment.tracking_number)
+    left = sum(
+        line.quantity_to_ship for line in OrderLine.objects.filter(order=order)
+    )
+    if order.status == OrderStatus.PAID:
+        _move(order, OrderStatus.PROCESSING, actor)
+    if left == 0:
+        _move(order, OrderStatus.SHIPPED, actor)
+    return shipment
+
+
+@transaction.atomic
+def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: int | None = None,
+                   note: str = "") -> Order:
+    """Delivered: every shipment (or one) gets its delivery time; the order moves to
+    *delivered* when it had shipped in full."""
+    order = _lock(order)
+    now = timezone.now()
+    shipments = Shipment.objects.filter(order=order, delivered_at__isnull=True)
+    if shipment_id is not None:
+        shipments = shipments.filter(pk=shipment_id)
+    shipments.update(delivered_at=now)
+    if order.status == OrderStatus.SHIPPED or (
+        shipment_id is None and order.status != OrderStatus.DELIVERED
+    ):
+        _move(order, OrderStatus.DELIVERED, actor, note)
+    return order
+
+
+@transaction.atomic
+def add_note(order: Order | int, note: str, *, actor: Actor = SYSTEM) -> OrderEvent:
+    return _event(_lock(order), OrderEvent.Kind.NOTE, actor, note)
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    amount: Decimal | None = None  # None: the value of ``lines`` (or everything left)
+    lines: Mapping[int, int] | None = None  # {order line id: quantity}
+    restock: bool = False
+    reason: str = ""
+
+
+def _line_value(line: OrderLine, quantity: int) -> Decimal:
+    """What ``quantity`` of a line cost the customer, its coupon share included."""
+    return quantize(line.total * quantity / line.quantity)
+
+
+@transaction.atomic
+def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = SYSTEM,
+                  status: str = Refund.Status.SUCCEEDED, provider_refund_id: str = "") -> Refund:
+    """Record money given back: an amount (at most what is left to refund), for lines or not,
+    with their goods back on the shelf or not. The order becomes *refunded* when everything
+    paid has been given back, else *partially refunded* (a cancelled order stays cancelled).
+
+    The payment provider is called by the payments service before this records the result.
+    """
+    order = _lock(order)
+    if order.status not in REFUNDABLE_STATUSES:
+        raise OrderError(
+            f"An order that is {order.get_status_display().lower()} has nothing to refund.",
+            "not_refundable",
+        )
+    lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
+    wanted = {pk: qty for pk, qty in (request.lines or {}).items() if qty}
+    for pk, quantity in wanted.items():
+        line = lines.get(pk)
+        if line is None:
+            raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
+        if quantity < 0 or quantity > line.quantity - line.quantity_refunded:
+            raise OrderError(
+                f"{line.sku}: {line.quantity - line.quantity_refunded} can be refunded, "
+                f"not {quantity}.", "too_many",
+            )
+    left = order.total - order.refunded_total
+    if request.amount is not None:
+        amount = quantize(request.amount)
+    elif wanted:
+        amount = sum((_line_value(lines[pk], q) for pk, q in wanted.items()), Decimal("0"))
+    else:
+        amount = left
+    if amount <= 0:
+        raise OrderError("A refund must be more than zero.", "invalid_amount")
+    if amount > left:
+        raise OrderError(f"At most {left} {order.currency} is left to refund.", "too_much")
+    if request.restock and not wanted:
+        raise OrderError("Say which lines go back on the shelf.", "restock_needs_lines")
+    refund = Refund.objects.create(
+        order=order, amount=amount, reason=request.reason[:255], restock=request.restock,
+        status=status, provider_refund_id=provider_refund_id, actor_id=actor.user_id,
+        actor_label=actor.label[:120],
+    )
+    RefundLine.objects.bulk_create(
+        [RefundLine(refund=refund, line_id=pk, quantity=q) for pk, q in wanted.items()]
+    )
+    for pk, quantity in wanted.items():
+        OrderLine.objects.filter(pk=pk).update(quantity_refunded=F("quantity_refunded") + quantity)
+    if wanted:
+        _settle_refunded_lines(order, lines, wanted, request.restock, actor)
+    if status == Refund.Status.FAILED:
+        _event(order, OrderEvent.Kind.REFUND, actor, f"Refund of {amount} failed.")
+        return refund
+    order.refunded_total = F("refunded_total") + amount
+    order.save(update_fields=["refunded_total", "updated_at"])
+    order.refresh_from_db(fields=["refunded_total"])
+    _event(order, OrderEvent.Kind.REFUND, actor,
+           f"Refunded {amount} {order.currency}" + (" (restocked)" if request.restock else "")
+           + (f": {request.reason}" if request.reason else "."))
+    if order.status != OrderStatus.CANCELLED:
+        full = order.refunded_total >= order.total
+        _move(order, OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED, actor)
+    return refund
+
+
+def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: dict[int, int],
+                           restock: bool, actor: Actor) -> None:
+    """Refunded items not yet shipped give up their allocation; shipped ones come back on the
+    shelf when restocked."""
+    unshipped, returned = {}, []
+    for pk, quantity in wanted.items():
+        line = lines[pk]
+        # ``line`` was read before this refund counted: what was left to ship then.
+        to_ship = line.quantity - line.quantity_shipped - line.quantity_refunded
+        unshipped[pk] = min(quantity, to_ship)
+        shipped_back = quantity - unshipped[pk]
+        if restock and shipped_back:
+            returned.extend(_shipped_from(line, shipped_back))
+    release = _take_allocations(order, {pk: q for pk, q in unshipped.items() if q})
+    reference = _reference(order)
+    if release:
+        inventory.release(release, actor=actor, reference=reference, note="refunded")
+    if returned:
+        inventory.restock(returned, actor=actor, reference=reference, note="refunded, restocked")
+
+
+def _shipped_from(line: OrderLine, quantity: int) -> list[Placement]:
+    """Where ``quantity`` shipped items of ``line`` came from (the warehouses its allocations
+    were in), to put them back there."""
+    places = []
+    for allocation in Allocation.objects.filter(line=line).select_related("stock"):
+        if quantity <= 0:
+            break
+        places.append(Placement(allocation.stock_id, allocation.stock.variant_id,
+                                allocation.stock.warehouse_id, quantity))
+        quantity = 0
+    return places
+
+
+def attach_guest_orders(user: AbstractBaseUser) -> int:
+    """A new account takes over the guest orders placed with its email."""
+    return Order.objects.filter(user__isnull=True, email__iexact=user.email).update(user=user)
+
+
+def move_to(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Whatever status a clerk or an integration asks for, through the service that does it
+    with its side effects (cancel releases stock, shipped ships what is left, ...)."""
+    if status == OrderStatus.CANCELLED:
+        return cancel_order(order, actor=actor, note=note)
+    if status == OrderStatus.PAID:
+        return mark_paid(order, actor=actor, note=note)
+    if status == OrderStatus.SHIPPED:
+        shipment = create_shipment(order, ShipmentRequest(), actor=actor)
+        return shipment.order
+    if status == OrderStatus.DELIVERED:
+        return mark_delivered(order, actor=actor, note=note)
+    if status in {OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED}:
+        raise OrderError("Record a refund to refund an order.", "use_refund")
+    return transition(order, status, actor=actor, note=note)

@@ -1,0 +1,160 @@
+"""Orders for ERPs, warehouse and delivery systems (API keys with ``orders:read`` or
+``orders:write``): read orders changed since a time, move them through their statuses, record
+shipments. Every write goes through the order services and is attributed to the key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from django.http import HttpRequest
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_aware, make_aware
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import StringConstraints
+
+from backoffice.integrations.models import Scope
+from backoffice.inventory.services import Actor
+from backoffice.orders import services
+from backoffice.orders.models import Order
+from backoffice.orders.status import OrderStatus
+from shop_api.auth import integration_auth, require_scope
+from shop_api.errors import ApiError
+from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
+from shop_api.routers.orders import OrderOut, order_out, with_details
+from shop_api.schemas import ERROR_RESPONSES, InputSchema
+
+router = Router(tags=["integrations"], auth=integration_auth)
+
+StatusValue = Annotated[str, StringConstraints(pattern="^(" + "|".join(OrderStatus.values) + ")$")]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+
+
+class IntegrationOrderOut(OrderOut):
+    updated_at: datetime
+
+
+class IntegrationOrderPageOut(Schema):
+    items: list[IntegrationOrderOut]
+    count: int
+
+
+class OrderFilters(Schema):
+    status: StatusValue | None = None
+    updated_since: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="Only orders changed at or after this time (ISO 8601, e.g. "
+                        "2026-11-22T08:00:00Z), for syncing.",
+        json_schema_extra={"format": "date-time"},
+    )
+    page: int = Field(1, ge=1, le=MAX_PAGE)
+    page_size: int = Field(50, ge=1, le=MAX_PAGE_SIZE)
+
+
+class StatusIn(InputSchema):
+    status: StatusValue = Field(description="paid, processing, shipped (ships everything left), "
+                                       "delivered or cancelled (releases stock).")
+    note: Note = ""
+
+
+class ShipmentLineIn(InputSchema):
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    quantity: int = Field(ge=1, le=100_000)
+
+
+class ShipmentIn(InputSchema):
+    carrier: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
+    tracking_number: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
+    tracking_url: Annotated[str, StringConstraints(
+        strip_whitespace=True, max_length=500, pattern=r"^(https?://\S+)?$")] = ""
+    lines: list[ShipmentLineIn] = Field(
+        default_factory=list, max_length=500, description="Empty ships everything left."
+    )
+
+
+def _out(order: Order) -> dict:
+    return {**order_out(order), "updated_at": order.updated_at}
+
+
+def _order(number: str) -> Order:
+    order = with_details(Order.objects.filter(number=number)).first()
+    if order is None:
+        raise ApiError(404, "not_found", "Not found.")
+    return order
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        message = "Not an ISO 8601 date and time (e.g. 2026-11-22T08:00:00Z)."
+        raise ApiError(422, "validation_error", message, [
+            {"field": "updated_since", "message": message, "code": "invalid"}])
+    return moment if is_aware(moment) else make_aware(moment, UTC)
+
+
+def _refused(exc: Exception) -> ApiError:
+    return ApiError(409, getattr(exc, "code", "illegal_transition"), str(exc))
+
+
+@router.get("/integrations/orders", response={200: IntegrationOrderPageOut, **ERROR_RESPONSES})
+def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
+    """Orders, least recently changed first (page through with ``updated_since`` to sync)."""
+    require_scope(request, Scope.ORDERS_READ)
+    orders = Order.objects.all()
+    if filters.status:
+        orders = orders.filter(status=filters.status)
+    if filters.updated_since:
+        orders = orders.filter(updated_at__gte=_moment(filters.updated_since))
+    start = (filters.page - 1) * filters.page_size
+    page = with_details(orders.order_by("updated_at", "id"))[start:start + filters.page_size]
+    return {"items": [_out(o) for o in page], "count": orders.count()}
+
+
+@router.get("/integrations/orders/{number}", response={200: IntegrationOrderOut,
+                                                       **ERROR_RESPONSES})
+def get_order(request: HttpRequest, number: str):
+    require_scope(request, Scope.ORDERS_READ)
+    return _out(_order(number))
+
+
+@router.post("/integrations/orders/{number}/status",
+             response={200: IntegrationOrderOut, **ERROR_RESPONSES})
+def move_order(request: HttpRequest, number: str, payload: StatusIn):
+    """Move an order to another status. An illegal move is a 409 and changes nothing."""
+    require_scope(request, Scope.ORDERS_WRITE)
+    order = _order(number)
+    try:
+        services.move_to(order, payload.status, actor=Actor(label=request.auth.label),
+                         note=payload.note)
+    except (services.OrderError, services.IllegalTransition) as exc:
+        raise _refused(exc) from exc
+    return _out(_order(number))
+
+
+@router.post("/integrations/orders/{number}/shipments",
+             response={201: IntegrationOrderOut, **ERROR_RESPONSES})
+def ship(request: HttpRequest, number: str, payload: ShipmentIn):
+    """Record a shipment (all that is left, or some lines by SKU) with its tracking. Stock
+    leaves the warehouse; the order is *shipped* when nothing is left to ship."""
+    require_scope(request, Scope.ORDERS_WRITE)
+    order = _order(number)
+    by_sku = {line.sku: line.pk for line in order.lines.all()}
+    unknown = [ln.sku for ln in payload.lines if ln.sku not in by_sku]
+    if unknown:
+        raise ApiError(422, "unknown_line", "Some SKUs are not in this order.", [
+            {"field": "lines", "message": f"{sku} is not in this order.", "code": "unknown_line",
+             "sku": sku} for sku in unknown])
+    wanted: dict[int, int] = {}
+    for line in payload.lines:
+        wanted[by_sku[line.sku]] = wanted.get(by_sku[line.sku], 0) + line.quantity
+    try:
+        services.create_shipment(order, services.ShipmentRequest(
+            carrier=payload.carrier, tracking_number=payload.tracking_number,
+            tracking_url=payload.tracking_url, lines=wanted or None,
+        ), actor=Actor(label=request.auth.label))
+    except (services.OrderError, services.IllegalTransition) as exc:
+        raise _refused(exc) from exc
+    return Status(201, _out(_order(number)))
