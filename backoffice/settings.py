@@ -257,6 +257,9 @@ LOGIN_URL = "admin:login"
 PASSWORD_RESET_URL = env_str(
     "PASSWORD_RESET_URL", "http://localhost:3000/reset-password?uid={uid}&token={token}"
 )
+EMAIL_VERIFICATION_URL = env_str(
+    "EMAIL_VERIFICATION_URL", "http://localhost:3000/verify-email?uid={uid}&token={token}"
+)
 
 # --- Email ---------------------------------------------------------------------------------------
 
@@ -424,6 +427,7 @@ AUTH_THROTTLE_RATES = {
     "login": env_str("THROTTLE_LOGIN", "10/min"),
     "register": env_str("THROTTLE_REGISTER", "10/hour"),
     "password_reset": env_str("THROTTLE_PASSWORD_RESET", "5/hour"),
+    "email_verification": env_str("THROTTLE_EMAIL_VERIFICATION", "10/hour"),
 }
 # Trust exactly this many proxies' X-Forwarded-For entries when throttling by client address.
 NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0)

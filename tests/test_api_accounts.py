@@ -247,6 +247,21 @@ def test_log_in_is_rate_limited_per_client(client, settings):
     assert int(answers[-1]["Retry-After"]) > 0
 
 
+@pytest.mark.parametrize(("scope", "path", "body"), [
+    ("register", "/auth/register", {"email": "x@example.com", "password": "short"}),
+    ("password_reset", "/auth/password/reset", {"email": "ghost@example.com"}),
+    ("password_reset", "/auth/password/reset/confirm",
+     {"uid": "MQ", "token": "x-y", "new_password": "brand-new-secret-42"}),
+    ("email_verification", "/auth/email/verify", {"uid": "MQ", "token": "x-y"}),
+])
+def test_register_reset_and_verification_are_rate_limited(client, settings, scope, path, body):
+    settings.AUTH_THROTTLE_RATES = {**settings.AUTH_THROTTLE_RATES, scope: "2/min"}
+    answers = [post(client, path, body) for _ in range(3)]
+    assert [a.status_code for a in answers][-1] == 429
+    assert all(a.status_code != 429 for a in answers[:2])
+    assert answers[-1].json()["code"] == "throttled"
+
+
 def test_staff_can_revoke_a_customers_session_from_the_admin(client, tokens, staff_client):
     family = TokenFamily.objects.get()
     response = staff_client.post("/admin/customers/tokenfamily/",

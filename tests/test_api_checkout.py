@@ -1,9 +1,11 @@
 """Checkout and orders over the API: guests and customers, idempotency, clear refusals, and
 another customer's order never visible."""
 
+import re
 import uuid
 
 import pytest
+from django.core import mail
 
 from backoffice.catalog.models import Product, Variant
 from backoffice.inventory.models import Stock
@@ -138,11 +140,35 @@ def test_another_customers_order_and_address_are_not_found(client):
     assert (reused.status_code, reused.json()["code"]) == (409, "idempotency_key_reused")
 
 
-def test_a_guest_order_joins_the_account_registered_with_its_email(client):
+def test_a_guest_order_joins_the_account_only_once_its_email_is_confirmed(
+    client, django_capture_on_commit_callbacks
+):
     headers = guest_cart(client)
     number = checkout(client, headers, email="later@example.com").json()["number"]
-    mine = customer(client, "Later@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        mine = customer(client, "Later@example.com")
+    assert client.get("/api/v1/orders", **mine).json()["items"] == [], (
+        "registering with someone's email must not hand over their orders"
+    )
+    assert client.get("/api/v1/me", **mine).json()["email_verified"] is False
+    link = re.search(r"uid=(\S+)&token=(\S+)", mail.outbox[-1].body)
+    assert mail.outbox[-1].to == ["later@example.com"]
+
+    forged = client.post("/api/v1/auth/email/verify", {"uid": link.group(1), "token": "x-y"},
+                         content_type="application/json")
+    assert (forged.status_code, forged.json()["code"]) == (400, "invalid_token")
+    done = client.post("/api/v1/auth/email/verify",
+                       {"uid": link.group(1), "token": link.group(2)},
+                       content_type="application/json")
+    assert (done.status_code, done.json()["orders_attached"]) == (200, 1)
     assert [o["number"] for o in client.get("/api/v1/orders", **mine).json()["items"]] == [number]
+    assert client.get("/api/v1/me", **mine).json()["email_verified"] is True
+    again = client.post("/api/v1/auth/email/verify",
+                        {"uid": link.group(1), "token": link.group(2)},
+                        content_type="application/json")
+    assert again.status_code == 400, "a confirmation link works once"
+    resent = client.post("/api/v1/auth/email/verify/resend", **mine)
+    assert resent.status_code == 202 and "already" in resent.json()["detail"]
 
 
 def test_order_reads_have_a_query_budget(client, django_assert_max_num_queries):
@@ -216,21 +242,25 @@ def test_the_expiry_job_cancels_unpaid_orders_past_their_window(client):
     assert Stock.objects.get().quantity_allocated == 0
 
 
-def test_a_review_is_a_verified_purchase_once_the_order_is_paid(client):
-    from backoffice.orders.services import mark_paid
+def test_a_review_is_a_verified_purchase_while_the_order_counts_as_bought(client):
+    from backoffice.orders.services import RefundRequest, mark_paid, record_refund
 
     headers = customer(client)
     client.post("/api/v1/cart/lines", {"sku": "MUG", "quantity": 1},
                 content_type="application/json", **headers)
     checkout(client, headers)
-    unpaid = client.post("/api/v1/products/mug/reviews", {"rating": 5},
-                         content_type="application/json", **headers).json()
-    assert unpaid["verified_purchase"] is False, "not bought until paid"
-    assert client.delete(f"/api/v1/reviews/{unpaid['id']}", **headers).status_code == 204
-    mark_paid(Order.objects.get())
-    paid = client.post("/api/v1/products/mug/reviews", {"rating": 4},
-                       content_type="application/json", **headers)
-    assert paid.json()["verified_purchase"] is True, paid.json()
+    written = client.post("/api/v1/products/mug/reviews", {"rating": 5},
+                          content_type="application/json", **headers).json()
+    assert written["verified_purchase"] is False, "not bought until paid"
+
+    def verified():
+        return client.get("/api/v1/me/reviews", **headers).json()["items"][0]["verified_purchase"]
+
+    order = Order.objects.get()
+    mark_paid(order)
+    assert verified() is True, "the review written before paying becomes verified"
+    record_refund(order, RefundRequest())
+    assert verified() is False, "a fully refunded order is no purchase"
 
 
 def test_integrations_sync_orders_changed_since_a_time(client):

@@ -335,3 +335,190 @@ def test_the_dashboard_shows_the_morning_numbers(
     with django_assert_max_num_queries(9):
         html = staff_client.get("/admin/").content.decode()
     assert "Sales today" in html and "605.00" in html and "To fulfil" in html
+
+
+def test_a_full_refund_by_amount_gives_the_unshipped_stock_back(shelf):
+    small, mug = shelf
+    order, _ = place_order(cart_with(("MUG", 2)), request(), idempotency_key="full")
+    orders.mark_paid(order)
+    assert levels(mug) == [("main", 10, 2)]
+    orders.record_refund(order, orders.RefundRequest(amount=order.total))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED
+    assert levels(mug) == [("main", 10, 0)], "a refunded order must not hold stock forever"
+
+
+def test_a_partially_refunded_order_is_delivered_only_after_it_ships(shelf):
+    small, mug = shelf
+    order, _ = place_order(cart_with(("MUG", 3)), request(), idempotency_key="pr")
+    orders.mark_paid(order)
+    orders.record_refund(order, orders.RefundRequest(amount=Decimal("50.00")))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_REFUNDED
+    for move in (lambda: orders.mark_delivered(order),
+                 lambda: orders.move_to(order, OrderStatus.DELIVERED),
+                 lambda: orders.transition(order, OrderStatus.DELIVERED)):
+        with pytest.raises(orders.OrderError):
+            move()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_REFUNDED
+    assert levels(mug) == [("main", 10, 3)]
+    orders.create_shipment(order, orders.ShipmentRequest(carrier="DHL"))
+    orders.mark_delivered(order)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
+    assert levels(mug) == [("main", 7, 0)]
+
+
+def test_one_shipment_delivered_leaves_the_order_until_all_have_arrived(shelf):
+    order, _ = place_order(cart_with(("MUG", 2)), request(), idempotency_key="two")
+    orders.mark_paid(order)
+    line = order.lines.get()
+    first = orders.create_shipment(order, orders.ShipmentRequest(lines={line.pk: 1}))
+    second = orders.create_shipment(order, orders.ShipmentRequest(lines={line.pk: 1}))
+    orders.mark_delivered(order, shipment_id=first.pk)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SHIPPED
+    orders.mark_delivered(order, shipment_id=second.pk)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
+
+
+def test_a_failed_refund_changes_nothing_and_a_pending_one_waits_for_the_provider(shelf):
+    small, mug = shelf
+    order, _ = place_order(cart_with(("MUG", 2)), request(), idempotency_key="pend")
+    orders.mark_paid(order)
+    line = order.lines.get()
+    orders.record_refund(order, orders.RefundRequest(lines={line.pk: 2}),
+                         status="failed")
+    order.refresh_from_db()
+    assert (order.status, order.refunded_total) == (OrderStatus.PAID, Decimal("0.00"))
+    assert order.lines.get().quantity_refunded == 0
+    assert levels(mug) == [("main", 10, 2)]
+
+    pending = orders.record_refund(order, orders.RefundRequest(lines={line.pk: 1}),
+                                   status="pending", provider_refund_id="re_1")
+    order.refresh_from_db()
+    assert (order.status, order.refunded_total) == (OrderStatus.PAID, Decimal("0.00"))
+    assert levels(mug) == [("main", 10, 2)]
+    with pytest.raises(orders.OrderError) as held:
+        orders.record_refund(order, orders.RefundRequest(lines={line.pk: 2}))
+    assert held.value.code == "too_many", "a pending refund holds its lines"
+    orders.settle_refund(pending, succeeded=True)
+    orders.settle_refund(pending, succeeded=True)  # a second word from the provider: no-op
+    order.refresh_from_db()
+    assert (order.status, order.refunded_total) == (
+        OrderStatus.PARTIALLY_REFUNDED, Decimal("300.00"))
+    assert levels(mug) == [("main", 10, 1)]
+
+    lost = orders.record_refund(order, orders.RefundRequest(amount=Decimal("5.00")),
+                                status="pending")
+    orders.settle_refund(lost, succeeded=False)
+    order.refresh_from_db()
+    assert order.refunded_total == Decimal("300.00")
+    orders.record_refund(order, orders.RefundRequest())  # what the failure held is free again
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED and order.refunded_total == order.total
+
+
+def test_lines_of_a_paid_then_cancelled_order_can_be_refunded(shelf):
+    small, mug = shelf
+    order, _ = place_order(cart_with(("MUG", 2)), request(), idempotency_key="pc")
+    orders.mark_paid(order)
+    orders.cancel_order(order)
+    orders.record_refund(order, orders.RefundRequest(lines={order.lines.get().pk: 2}))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert order.refunded_total == Decimal("600.00")
+    assert levels(mug) == [("main", 10, 0)]
+
+
+def test_discount_shares_add_up_to_the_discount_on_every_line_split():
+    from backoffice.promotions.services import DiscountLine, _shares
+
+    def lines(*amounts):
+        return [DiscountLine(key=i, product_id=i, category_ids=frozenset(),
+                             amount=Decimal(a)) for i, a in enumerate(amounts)]
+
+    for total, amounts in [("0.02", ("0.16", "0.01")), ("0.02", ("0.01", "0.16")),
+                           ("1.00", ("0.33", "0.33", "0.34")), ("0.05", ("0.01",) * 5),
+                           ("99.99", ("100.00", "0.01")), ("0.01", ("3.00", "3.00", "3.00"))]:
+        shares = _shares(Decimal(total), lines(*amounts))
+        assert sum(shares.values()) == Decimal(total), (total, amounts, shares)
+        assert all(shares[i] <= Decimal(a) for i, a in enumerate(amounts))
+        assert all(share >= 0 and share == share.quantize(Decimal("0.01"))
+                   for share in shares.values())
+
+
+def test_a_once_per_customer_coupon_used_as_a_guest_is_used_by_the_account_too(
+    shelf, django_user_model
+):
+    Coupon.objects.create(code="ONCE", kind="fixed", value=10, usage_limit_per_customer=1)
+    place_order(cart_with(("MUG", 1)), request(coupon_code="once"), idempotency_key="g")
+    user = django_user_model.objects.create_user(
+        username="amina@example.com", email="amina@example.com", password="x" * 12)
+    cart = Cart.objects.create(user=user)
+    carts.add_to_cart(cart=cart, sku="MUG", quantity=1)
+    with pytest.raises(CheckoutError) as again:
+        place_order(cart, CheckoutRequest(shipping_address=ADDRESS, shipping_method="flat_rate",
+                                          coupon_code="ONCE"), user=user, idempotency_key="a")
+    assert again.value.code == "coupon_already_used"
+
+
+def test_saving_a_coupon_never_writes_back_a_stale_use_count(shelf):
+    coupon = Coupon.objects.create(code="TEN", kind="percentage", value=10, usage_limit=5)
+    stale = Coupon.objects.get(pk=coupon.pk)  # a clerk's form, opened before the checkout
+    place_order(cart_with(("MUG", 1)), request(coupon_code="ten"), idempotency_key="s")
+    stale.value = Decimal("15")
+    stale.save()
+    coupon.refresh_from_db()
+    assert (coupon.value, coupon.times_used) == (Decimal("15.00"), 1)
+
+
+class Courier:
+    """A shipping plugin that notes how much stock was allocated each time it is asked."""
+
+    hookspec_version = ">=1.0,<2"
+
+    def __init__(self):
+        self.allocated_when_asked = []
+
+    @hookimpl
+    def register_shipping_methods(self):
+        from backoffice.plugin_host.protocols import ShippingMethod
+
+        return [ShippingMethod(code="courier", name="Courier")]
+
+    @hookimpl
+    def shipping_rate(self, method_code, request):
+        if method_code != "courier":
+            return None
+        self.allocated_when_asked.append(
+            sum(Stock.objects.values_list("quantity_allocated", flat=True)))
+        return Decimal("7.00")
+
+
+def test_the_shipping_plugin_is_never_asked_while_stock_is_locked(shelf, register_plugin):
+    courier = Courier()
+    register_plugin(courier, "courier")
+    order, _ = place_order(cart_with(("MUG", 2)),
+                           CheckoutRequest(shipping_address=ADDRESS, shipping_method="courier",
+                                           email="amina@example.com"), idempotency_key="cr")
+    assert order.shipping_total == Decimal("7.00")
+    assert courier.allocated_when_asked == [0], "asked once, before anything was allocated"
+
+
+def test_one_order_that_cannot_be_cancelled_does_not_stop_the_expiry_job(shelf, monkeypatch):
+    first, _ = place_order(cart_with(("MUG", 1)), request(), idempotency_key="e1")
+    second, _ = place_order(cart_with(("MUG", 1)), request(), idempotency_key="e2")
+    real_cancel = orders.cancel_order
+
+    def cancel(order, **kwargs):  # a fault in one order (a broken row, a failing plugin...)
+        if order.pk == first.pk:
+            raise RuntimeError("broken")
+        return real_cancel(order, **kwargs)
+
+    monkeypatch.setattr(orders, "cancel_order", cancel)
+    assert orders.expire_unpaid_orders(timezone.now() + timedelta(hours=2)) == 1
+    assert Order.objects.get(pk=second.pk).status == OrderStatus.CANCELLED
+    assert Order.objects.get(pk=first.pk).status == OrderStatus.PENDING_PAYMENT

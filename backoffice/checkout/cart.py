@@ -24,10 +24,12 @@ MAX_LINE_QUANTITY = 999
 
 
 class CartError(Exception):
-    def __init__(self, message: str, code: str, *, available: int | None = None) -> None:
+    def __init__(self, message: str, code: str, *, available: int | None = None,
+                 sku: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.available = available
+        self.sku = sku
 
 
 # --- Finding the cart --------------------------------------------------------------------------
@@ -83,7 +85,7 @@ def _check_quantity(variant: Variant, quantity: int) -> None:
     if quantity > variant.available_total:
         raise CartError(
             f"Only {max(variant.available_total, 0)} of {variant.sku} available.",
-            "insufficient_stock", available=max(variant.available_total, 0),
+            "insufficient_stock", available=max(variant.available_total, 0), sku=variant.sku,
         )
 
 

@@ -162,7 +162,10 @@ def _shipping(method: str, subtotal: Decimal, lines, address: Mapping[str, Any])
         raise CheckoutError(f"Shipping could not be priced: {exc}", "shipping_error") from exc
 
 
-def _quote(cart_lines, request: CheckoutRequest, *, user, email: str, redeem: bool) -> Quote:
+def _quote(cart_lines, request: CheckoutRequest, *, user, email: str, redeem: bool,
+           priced: Quote | None = None) -> Quote:
+    """The order's money. With ``priced`` (the quote made before any row was locked), its
+    shipping rate is reused, so no shipping plugin is called while stock rows are locked."""
     discount_lines = _discount_lines(cart_lines)
     totals = compute_totals([PricedLine(ln.unit_price, ln.quantity) for ln, _ in cart_lines])
     discount = None
@@ -173,10 +176,15 @@ def _quote(cart_lines, request: CheckoutRequest, *, user, email: str, redeem: bo
         except coupons.CouponError as exc:
             raise CheckoutError(str(exc), exc.code) from exc
     discounted = totals.subtotal - (discount.total if discount else 0)
-    rate = _shipping(request.shipping_method, discounted, cart_lines, request.shipping_address)
+    if priced is None:
+        rate = _shipping(request.shipping_method, discounted, cart_lines,
+                         request.shipping_address)
+        shipping, label = rate.amount, rate.label
+    else:
+        shipping, label = priced.shipping, priced.shipping_label
     return Quote(
-        lines=cart_lines, subtotal=totals.subtotal, discount=discount, shipping=rate.amount,
-        shipping_label=rate.label, total=quantize(discounted + rate.amount),
+        lines=cart_lines, subtotal=totals.subtotal, discount=discount, shipping=shipping,
+        shipping_label=label, total=quantize(discounted + shipping),
         currency=totals.currency, item_count=totals.item_count,
         weight_grams=sum((v.weight_grams or 0) * ln.quantity for ln, v in cart_lines),
     )
@@ -304,8 +312,12 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
         ]
         raise CheckoutError("Some products do not have enough stock left.", "insufficient_stock",
                             short) from exc
-    final = _quote(lines, request, user=user, email=email, redeem=True)
-    if final.total != early.total or final.shipping != early.shipping:
+    final = _quote(lines, request, user=user, email=email, redeem=True, priced=early)
+    # The early rate was asked for what the cart held then: anything a rate depends on that
+    # moved since means the customer looks again.
+    if (final.total, final.item_count, final.weight_grams) != (
+        early.total, early.item_count, early.weight_grams
+    ):
         raise CheckoutError("The total changed while checking out; look at it again.",
                             "total_changed")
     shipping_address, billing_address = addresses

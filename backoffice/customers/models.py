@@ -21,6 +21,9 @@ class CustomerProfile(models.Model):
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     accepts_marketing = models.BooleanField(_("accepts marketing"), default=False)
     preferences = models.JSONField(_("preferences"), default=dict, blank=True)
+    # Set when the customer opened the link mailed to them (or a password-reset link, which
+    # proves the same): only then do guest orders placed with that email join the account.
+    email_verified_at = models.DateTimeField(_("email verified at"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

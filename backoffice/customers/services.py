@@ -20,7 +20,7 @@ import jwt
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -116,7 +116,7 @@ def register_customer(
             "An account with this email exists already.", field="email", code="email_taken"
         ) from None
     CustomerProfile.objects.create(user=user, phone=phone, accepts_marketing=accepts_marketing)
-    attach_guest_orders(user)
+    request_email_verification(user=user)
     emit_event("customer_registered", customer_id=user.pk, email=email)
     return user
 
@@ -265,16 +265,96 @@ def send_password_reset_email(email: str, link: str) -> None:
 @transaction.atomic
 def reset_password(*, uid: str, token: str, new_password: str) -> None:
     """Set a new password from a reset link; every session ends."""
-    try:
-        user = get_user_model().objects.get(pk=force_str(urlsafe_base64_decode(uid)))
-    except (ValueError, TypeError, OverflowError, get_user_model().DoesNotExist):
-        user = None
+    user = _user_from_uid(uid)
     if user is None or not default_token_generator.check_token(user, token):
         raise InvalidToken("This reset link is not valid or has expired.")
     _validate_password(new_password, user)
     user.set_password(new_password)
     user.save(update_fields=["password"])
     _revoke_families(user.token_families.all(), "password reset")
+    # The link reached their mailbox: that verifies the email as well.
+    _mark_email_verified(user)
+
+
+# --- Email verification -------------------------------------------------------------------
+
+
+class EmailVerificationTokenGenerator(PasswordResetTokenGenerator):
+    """Tokens for the "confirm your email" link: their own salt (a reset token is no
+    verification token, nor the other way round), and void once the email is verified or
+    changed."""
+
+    key_salt = "backoffice.customers.email-verification"
+
+    def _make_hash_value(self, user, timestamp) -> str:
+        profile = CustomerProfile.objects.filter(user=user).first()
+        verified = profile.email_verified_at if profile else None
+        stamp = "" if verified is None else verified.replace(microsecond=0, tzinfo=None)
+        return f"{user.pk}{user.email}{stamp}{timestamp}"
+
+
+email_verification_tokens = EmailVerificationTokenGenerator()
+
+
+def request_email_verification(*, user: AbstractBaseUser) -> bool:
+    """Mail ``user`` a link that confirms their email (after commit, as a job). False when the
+    email is verified already."""
+    profile, _ = CustomerProfile.objects.get_or_create(user=user)
+    if profile.email_verified_at is not None:
+        return False
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    link = settings.EMAIL_VERIFICATION_URL.format(
+        uid=uid, token=email_verification_tokens.make_token(user)
+    )
+    transaction.on_commit(lambda: async_task(
+        "backoffice.customers.services.send_email_verification_email", user.email, link,
+        task_name=f"email-verification-{user.pk}",
+    ))
+    return True
+
+
+def send_email_verification_email(email: str, link: str) -> None:
+    """The job: send the confirmation link (raises on a mail failure, so the job retries)."""
+    send_mail(
+        subject=f"Confirm your email for {settings.STORE_NAME}",
+        message=(
+            f"Welcome to {settings.STORE_NAME}.\n\n"
+            f"To confirm that this address is yours, open:\n{link}\n\n"
+            "Orders you placed as a guest with this email then appear in your account. "
+            "If you did not make an account, ignore this email."
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+def _user_from_uid(uid: str) -> AbstractBaseUser | None:
+    try:
+        return get_user_model().objects.get(pk=force_str(urlsafe_base64_decode(uid)))
+    except (ValueError, TypeError, OverflowError, get_user_model().DoesNotExist):
+        return None
+
+
+def _mark_email_verified(user: AbstractBaseUser) -> int:
+    """The customer owns their mailbox: note it, and give them the guest orders placed with
+    that email. Returns how many orders joined the account."""
+    profile, _ = CustomerProfile.objects.get_or_create(user=user)
+    if profile.email_verified_at is None:
+        profile.email_verified_at = timezone.now()
+        profile.save(update_fields=["email_verified_at", "updated_at"])
+    return attach_guest_orders(user)
+
+
+@transaction.atomic
+def verify_email(*, uid: str, token: str) -> int:
+    """Confirm an email from the mailed link; returns how many guest orders joined the
+    account."""
+    user = _user_from_uid(uid)
+    if user is None or not user.is_active or not email_verification_tokens.check_token(
+        user, token
+    ):
+        raise InvalidToken("This confirmation link is not valid or has expired.")
+    return _mark_email_verified(user)
 
 
 # --- Profile and addresses -------------------------------------------------------------------

@@ -9,6 +9,7 @@ transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from backoffice.orders.models import (
     ShipmentLine,
 )
 from backoffice.orders.status import (
+    PURCHASED_STATUSES,
     REFUNDABLE_STATUSES,
     SHIPPABLE_STATUSES,
     IllegalTransition,
@@ -41,9 +43,12 @@ from backoffice.orders.status import (
 )
 from backoffice.plugin_host.events import emit_event
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "IllegalTransition", "OrderError", "cancel_order", "create_shipment", "expire_unpaid_orders",
-    "mark_delivered", "record_refund", "transition", "add_note", "attach_guest_orders", "move_to",
+    "mark_delivered", "record_refund", "settle_refund", "transition", "add_note",
+    "attach_guest_orders", "move_to",
 ]
 
 
@@ -78,10 +83,22 @@ def _move(order: Order, status: str, actor: Actor, note: str = "") -> None:
         fields.append("paid_at")
     order.save(update_fields=fields)
     _event(order, OrderEvent.Kind.STATUS, actor, note, from_status=old, to_status=status)
+    if order.user_id and (old in PURCHASED_STATUSES) != (status in PURCHASED_STATUSES):
+        _refresh_reviews(order.user_id, [order.pk])
     emit_event(
         "order_status_changed", order_id=order.pk, order_number=order.number or "",
         old_status=old, new_status=status,
     )
+
+
+def _refresh_reviews(user_id: int, order_ids: list[int]) -> None:
+    """Bought or not any more: the customer's reviews of these orders' products say so."""
+    from backoffice.reviews.services import refresh_verified_purchases
+
+    product_ids = list(OrderLine.objects.filter(order_id__in=order_ids)
+                       .values_list("product_id_snapshot", flat=True).distinct())
+    if product_ids:
+        refresh_verified_purchases(user_id=user_id, product_ids=product_ids)
 
 
 def _reference(order: Order) -> str:
@@ -129,10 +146,14 @@ def transition(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: 
     """Move an order to ``status`` (no stock or money side effects: use ``cancel_order``,
     ``create_shipment``, ``mark_delivered`` and ``record_refund`` for those)."""
     order = _lock(order)
+    check_move(order.status, status)
     if status == OrderStatus.CANCELLED:
         raise OrderError("Cancel with cancel_order(), which releases the stock.", "use_cancel")
     if status == OrderStatus.SHIPPED:
         raise OrderError("Ship with create_shipment(), which takes the stock.", "use_shipment")
+    if status == OrderStatus.DELIVERED:
+        raise OrderError("Deliver with mark_delivered(), once everything has shipped.",
+                         "use_delivered")
     if status in {OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED}:
         raise OrderError("Refund with record_refund().", "use_refund")
     _move(order, status, actor, note)
@@ -185,14 +206,19 @@ def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
     )
     done = 0
     for pk in due:
-        with transaction.atomic():
-            order = _lock(pk)
-            # Paid (or cancelled) between the query and the lock: leave it.
-            if order.status != OrderStatus.PENDING_PAYMENT or order.payment_due_at > now:
-                continue
-            cancel_order(order, actor=Actor(label="payment window expired"),
-                         note="Not paid in time.")
-            done += 1
+        try:
+            with transaction.atomic():
+                order = _lock(pk)
+                # Paid (or cancelled) between the query and the lock: leave it.
+                if order.status != OrderStatus.PENDING_PAYMENT or order.payment_due_at > now:
+                    continue
+                cancel_order(order, actor=Actor(label="payment window expired"),
+                             note="Not paid in time.")
+                done += 1
+        except Exception:
+            # One order that cannot be cancelled must not hold back the others; it stays due
+            # and is tried again next minute, with the error in the log.
+            logger.exception("could not cancel expired order %s", pk)
     return done
 
 
@@ -263,17 +289,27 @@ def create_shipment(
 def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: int | None = None,
                    note: str = "") -> Order:
     """Delivered: every shipment (or one) gets its delivery time; the order moves to
-    *delivered* when it had shipped in full."""
+    *delivered* once everything it ships has shipped and every shipment has arrived."""
     order = _lock(order)
-    now = timezone.now()
+    if shipment_id is None and order.status != OrderStatus.DELIVERED:
+        check_move(order.status, OrderStatus.DELIVERED)
     shipments = Shipment.objects.filter(order=order, delivered_at__isnull=True)
     if shipment_id is not None:
         shipments = shipments.filter(pk=shipment_id)
-    shipments.update(delivered_at=now)
-    if order.status == OrderStatus.SHIPPED or (
-        shipment_id is None and order.status != OrderStatus.DELIVERED
-    ):
+        if not shipments.exists():
+            raise OrderError(f"Shipment {shipment_id} is not an undelivered shipment of this "
+                             "order.", "unknown_shipment")
+    elif not Shipment.objects.filter(order=order).exists():
+        raise OrderError("Nothing has shipped yet; create a shipment first.", "not_shipped")
+    shipments.update(delivered_at=timezone.now())
+    left = sum(line.quantity_to_ship for line in OrderLine.objects.filter(order=order))
+    arrived = not Shipment.objects.filter(order=order, delivered_at__isnull=True).exists()
+    if left == 0 and arrived and order.status != OrderStatus.DELIVERED:
         _move(order, OrderStatus.DELIVERED, actor, note)
+    elif shipment_id is None and left:
+        raise OrderError(f"{left} item(s) have not shipped yet.", "not_shipped")
+    else:
+        _event(order, OrderEvent.Kind.SHIPMENT, actor, note or f"Shipment {shipment_id} arrived.")
     return order
 
 
@@ -295,14 +331,25 @@ def _line_value(line: OrderLine, quantity: int) -> Decimal:
     return quantize(line.total * quantity / line.quantity)
 
 
+def _pending_refunds(order: Order) -> Decimal:
+    return sum(
+        (r.amount for r in Refund.objects.filter(order=order, status=Refund.Status.PENDING)),
+        Decimal("0"),
+    )
+
+
 @transaction.atomic
 def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = SYSTEM,
                   status: str = Refund.Status.SUCCEEDED, provider_refund_id: str = "") -> Refund:
     """Record money given back: an amount (at most what is left to refund), for lines or not,
     with their goods back on the shelf or not. The order becomes *refunded* when everything
-    paid has been given back, else *partially refunded* (a cancelled order stays cancelled).
+    paid has been given back, else *partially refunded* (a cancelled order stays cancelled);
+    a full refund releases whatever stock the order still held.
 
-    The payment provider is called by the payments service before this records the result.
+    The payment provider is called by the payments service before this records its answer:
+    ``succeeded`` takes effect now; ``pending`` (the provider settles later) is recorded, holds
+    its amount against further refunds and takes effect with ``settle_refund``; ``failed`` is
+    recorded for the timeline and changes nothing else.
     """
     order = _lock(order)
     if order.status not in REFUNDABLE_STATUSES:
@@ -312,16 +359,17 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
         )
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
     wanted = {pk: qty for pk, qty in (request.lines or {}).items() if qty}
+    pending_lines = _pending_line_quantities(order)
     for pk, quantity in wanted.items():
         line = lines.get(pk)
         if line is None:
             raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
-        if quantity < 0 or quantity > line.quantity - line.quantity_refunded:
+        refundable = line.quantity - line.quantity_refunded - pending_lines.get(pk, 0)
+        if quantity < 0 or quantity > refundable:
             raise OrderError(
-                f"{line.sku}: {line.quantity - line.quantity_refunded} can be refunded, "
-                f"not {quantity}.", "too_many",
+                f"{line.sku}: {refundable} can be refunded, not {quantity}.", "too_many",
             )
-    left = order.total - order.refunded_total
+    left = order.total - order.refunded_total - _pending_refunds(order)
     if request.amount is not None:
         amount = quantize(request.amount)
     elif wanted:
@@ -342,23 +390,69 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
     RefundLine.objects.bulk_create(
         [RefundLine(refund=refund, line_id=pk, quantity=q) for pk, q in wanted.items()]
     )
+    if status == Refund.Status.FAILED:
+        _event(order, OrderEvent.Kind.REFUND, actor, f"Refund of {amount} {order.currency} failed.")
+    elif status == Refund.Status.PENDING:
+        _event(order, OrderEvent.Kind.REFUND, actor,
+               f"Refund of {amount} {order.currency} asked of the provider; waiting for it.")
+    else:
+        _apply_refund(order, refund, lines, actor)
+    return refund
+
+
+@transaction.atomic
+def settle_refund(refund: Refund | int, *, succeeded: bool, actor: Actor = SYSTEM,
+                  provider_refund_id: str = "") -> Refund:
+    """The provider's final word on a pending refund: it takes effect, or it failed (and the
+    amount it held can be refunded again). A refund already settled is left as it is."""
+    pk = refund.pk if isinstance(refund, Refund) else refund
+    order_id = Refund.objects.values_list("order_id", flat=True).get(pk=pk)
+    order = _lock(order_id)
+    refund = Refund.objects.select_for_update().get(pk=pk)
+    if refund.status != Refund.Status.PENDING:
+        return refund
+    refund.status = Refund.Status.SUCCEEDED if succeeded else Refund.Status.FAILED
+    refund.provider_refund_id = provider_refund_id or refund.provider_refund_id
+    refund.save(update_fields=["status", "provider_refund_id"])
+    if succeeded:
+        lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
+        _apply_refund(order, refund, lines, actor)
+    else:
+        _event(order, OrderEvent.Kind.REFUND, actor,
+               f"Refund of {refund.amount} {order.currency} failed at the provider.")
+    return refund
+
+
+def _pending_line_quantities(order: Order) -> dict[int, int]:
+    held: dict[int, int] = {}
+    for line_id, quantity in RefundLine.objects.filter(
+        refund__order=order, refund__status=Refund.Status.PENDING
+    ).values_list("line_id", "quantity"):
+        held[line_id] = held.get(line_id, 0) + quantity
+    return held
+
+
+def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
+                  actor: Actor) -> None:
+    """A succeeded refund's effects, on the locked order: lines counted, stock released or put
+    back, the refunded total and the status."""
+    wanted = dict(refund.lines.values_list("line_id", "quantity"))
     for pk, quantity in wanted.items():
         OrderLine.objects.filter(pk=pk).update(quantity_refunded=F("quantity_refunded") + quantity)
     if wanted:
-        _settle_refunded_lines(order, lines, wanted, request.restock, actor)
-    if status == Refund.Status.FAILED:
-        _event(order, OrderEvent.Kind.REFUND, actor, f"Refund of {amount} failed.")
-        return refund
-    order.refunded_total = F("refunded_total") + amount
+        _settle_refunded_lines(order, lines, wanted, refund.restock, actor)
+    order.refunded_total = F("refunded_total") + refund.amount
     order.save(update_fields=["refunded_total", "updated_at"])
     order.refresh_from_db(fields=["refunded_total"])
     _event(order, OrderEvent.Kind.REFUND, actor,
-           f"Refunded {amount} {order.currency}" + (" (restocked)" if request.restock else "")
-           + (f": {request.reason}" if request.reason else "."))
+           f"Refunded {refund.amount} {order.currency}" + (" (restocked)" if refund.restock else "")
+           + (f": {refund.reason}" if refund.reason else "."))
+    full = order.refunded_total >= order.total
+    if full:
+        # Everything paid is back with the customer: nothing more will ship.
+        _release_all(order, actor, "refunded in full")
     if order.status != OrderStatus.CANCELLED:
-        full = order.refunded_total >= order.total
         _move(order, OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED, actor)
-    return refund
 
 
 def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: dict[int, int],
@@ -374,7 +468,10 @@ def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: di
         shipped_back = quantity - unshipped[pk]
         if restock and shipped_back:
             returned.extend(_shipped_from(line, shipped_back))
-    release = _take_allocations(order, {pk: q for pk, q in unshipped.items() if q})
+    # A cancelled order gave its allocations back when it was cancelled.
+    release = [] if order.status == OrderStatus.CANCELLED else _take_allocations(
+        order, {pk: q for pk, q in unshipped.items() if q}
+    )
     reference = _reference(order)
     if release:
         inventory.release(release, actor=actor, reference=reference, note="refunded")
@@ -396,8 +493,13 @@ def _shipped_from(line: OrderLine, quantity: int) -> list[Placement]:
 
 
 def attach_guest_orders(user: AbstractBaseUser) -> int:
-    """A new account takes over the guest orders placed with its email."""
-    return Order.objects.filter(user__isnull=True, email__iexact=user.email).update(user=user)
+    """An account whose email is verified takes over the guest orders placed with it."""
+    guest = Order.objects.filter(user__isnull=True, email__iexact=user.email)
+    order_ids = list(guest.values_list("pk", flat=True))
+    attached = Order.objects.filter(pk__in=order_ids).update(user=user)
+    if attached:
+        _refresh_reviews(user.pk, order_ids)
+    return attached
 
 
 def move_to(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> Order:

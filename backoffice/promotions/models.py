@@ -79,6 +79,13 @@ class Coupon(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.code = self.code.strip()
+        if self.pk is not None and not self._state.adding and kwargs.get("update_fields") is None:
+            # ``times_used`` is counted by checkout with UPDATE ... + 1 under the row lock; a
+            # form or an import saving the copy it read would write back a stale count.
+            kwargs["update_fields"] = [
+                f.attname for f in self._meta.concrete_fields
+                if not f.primary_key and f.attname != "times_used"
+            ]
         super().save(*args, **kwargs)
 
 

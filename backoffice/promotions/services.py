@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-from backoffice.money import quantize
+from backoffice.money import currency_exponent, quantize
 from backoffice.promotions.models import Coupon, CouponRedemption
 
 
@@ -57,9 +57,14 @@ def find_coupon(code: str) -> Coupon:
 
 
 def _customer_uses(coupon: Coupon, user: AbstractBaseUser | None, email: str) -> int:
+    """Uses by this customer: by account, and by the email (a guest who registers later, or an
+    account checking out with an address it used as a guest, is the same customer)."""
+    who = Q(email__iexact=email) if email else Q(pk__in=[])
     if user is not None and user.is_authenticated:
-        return CouponRedemption.objects.filter(coupon=coupon, user=user).count()
-    return CouponRedemption.objects.filter(coupon=coupon, email__iexact=email).count()
+        who |= Q(user=user)
+        if user.email:
+            who |= Q(email__iexact=user.email)
+    return CouponRedemption.objects.filter(who, coupon=coupon).count()
 
 
 def check_usable(
@@ -105,7 +110,7 @@ def _restriction(coupon: Coupon) -> tuple[set[int], set[int]] | None:
 
 def discount_for(coupon: Coupon, lines: Sequence[DiscountLine]) -> Discount:
     """What ``coupon`` takes off ``lines``: on the lines it applies to, shared among them in
-    proportion to their amounts (the last line takes the rounding), never more than they cost."""
+    proportion to their amounts (``_shares``), never more than they cost."""
     restriction = _restriction(coupon)
     eligible = [
         line for line in lines
@@ -123,13 +128,32 @@ def discount_for(coupon: Coupon, lines: Sequence[DiscountLine]) -> Discount:
         total = quantize(base * coupon.value / 100)
     else:
         total = quantize(min(coupon.value, base))
-    per_line, left = {}, total
-    for index, line in enumerate(eligible):
-        share = left if index == len(eligible) - 1 else quantize(total * line.amount / base)
-        share = min(share, line.amount, left)
-        per_line[line.key] = share
-        left -= share
-    return Discount(coupon=coupon, total=total, per_line=per_line)
+    return Discount(coupon=coupon, total=total, per_line=_shares(total, eligible))
+
+
+def _shares(total: Decimal, lines: Sequence[DiscountLine]) -> dict[int, Decimal]:
+    """``total`` split over ``lines`` in proportion to their amounts, in whole minor units that
+    add up to ``total`` exactly (largest remainder first) and never exceed a line's amount."""
+    unit = Decimal(1).scaleb(-currency_exponent())
+    base = sum((line.amount for line in lines), Decimal("0"))
+    exact = {line.key: total * line.amount / base for line in lines}
+    shares = {key: (value / unit).to_integral_value(ROUND_FLOOR) * unit
+              for key, value in exact.items()}
+    amounts = {line.key: line.amount for line in lines}
+    left = total - sum(shares.values(), Decimal("0"))
+    by_remainder = sorted(lines, key=lambda line: (shares[line.key] - exact[line.key], line.key))
+    while left > 0:
+        moved = False
+        for line in by_remainder:
+            if left <= 0:
+                break
+            if shares[line.key] + unit <= amounts[line.key]:
+                shares[line.key] += unit
+                left -= unit
+                moved = True
+        if not moved:  # cannot happen while total <= base; never loop forever
+            raise ValueError("a discount larger than the lines it applies to")
+    return shares
 
 
 def evaluate(

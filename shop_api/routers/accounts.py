@@ -90,6 +90,17 @@ class MessageOut(Schema):
     detail: str
 
 
+class EmailVerificationIn(InputSchema):
+    uid: Annotated[str, StringConstraints(max_length=64)]
+    token: Annotated[str, StringConstraints(max_length=128)]
+
+
+class EmailVerifiedOut(Schema):
+    detail: str
+    orders_attached: int = Field(description="Guest orders placed with this email that joined "
+                                             "the account.")
+
+
 @router.post("/auth/register", response={201: TokensOut, **ERRORS},
              throttle=[ClientAddressThrottle("register")])
 def register(request: HttpRequest, payload: RegisterIn):
@@ -165,6 +176,28 @@ def confirm_password_reset(request: HttpRequest, payload: PasswordResetConfirmIn
     return Status(204, None)
 
 
+@router.post("/auth/email/verify", response={200: EmailVerifiedOut, **ERRORS},
+             throttle=[ClientAddressThrottle("email_verification")])
+def verify_email(request: HttpRequest, payload: EmailVerificationIn):
+    """Confirm the account's email with the uid and token from the mailed link. Guest orders
+    placed with that email join the account only then."""
+    try:
+        attached = services.verify_email(uid=payload.uid, token=payload.token)
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
+    return {"detail": "Your email is confirmed.", "orders_attached": attached}
+
+
+@router.post("/auth/email/verify/resend", auth=customer_auth,
+             response={202: MessageOut, **ERRORS},
+             throttle=[ClientAddressThrottle("email_verification")])
+def resend_email_verification(request: HttpRequest):
+    """Mail the confirmation link again (nothing is sent when the email is confirmed)."""
+    sent = services.request_email_verification(user=request.auth)
+    return Status(202, {"detail": "A confirmation link is on its way." if sent
+                        else "Your email is confirmed already."})
+
+
 # --- Profile ----------------------------------------------------------------------------------
 
 
@@ -175,6 +208,7 @@ class ProfileOut(Schema):
     phone: str
     accepts_marketing: bool
     preferences: dict
+    email_verified: bool
 
 
 class ProfileIn(InputSchema):
@@ -190,6 +224,7 @@ def _profile_out(user, profile: CustomerProfile) -> dict:
         "email": user.email, "first_name": user.first_name, "last_name": user.last_name,
         "phone": profile.phone, "accepts_marketing": profile.accepts_marketing,
         "preferences": profile.preferences,
+        "email_verified": profile.email_verified_at is not None,
     }
 
 
