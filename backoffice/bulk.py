@@ -19,11 +19,12 @@ cachalot's table invalidations, true after every bulk write.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cachalot.api import invalidate
 from django.db import connection, models
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 
@@ -84,3 +85,34 @@ def insert_rows(model: type[models.Model], rows: Iterable[dict]) -> int:
     # stock stamp themselves (backoffice.inventory.signals.stock_changed).
     invalidate(model._meta.db_table, db_alias=connection.alias)
     return len(values)
+
+
+LOOKUP_CHUNK = 2000  # keys per IN (...) lookup; well under SQLite's variable limit
+
+
+def chunked(items: list, size: int = LOOKUP_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def key_chunks(queryset: models.QuerySet, key: str, keys: list) -> Iterator[models.QuerySet]:
+    """``queryset`` narrowed to ``key`` in ``keys`` with ONE bound parameter, whatever the size:
+    ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM json_each(...))`` on SQLite; chunks
+    of ``IN (...)`` elsewhere. Django's ``__in`` would bind (and compile) one parameter per key."""
+    if not keys:
+        return
+    model = queryset.model
+    quote = connection.ops.quote_name
+    column = f"{quote(model._meta.db_table)}.{quote(model._meta.get_field(key).column)}"
+    if connection.vendor == "postgresql":
+        sql, param = f"{column} = ANY(%s)", list(keys)
+    elif connection.vendor == "sqlite" and connection.features.supports_json_field:
+        sql = f"{column} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+        param = json.dumps(list(keys))
+    else:
+        for chunk in chunked(keys):
+            yield queryset.filter(**{f"{key}__in": chunk})
+        return
+    # The column comes from model metadata and the keys are one bound parameter.
+    condition = RawSQL(sql, (param,), output_field=models.BooleanField())  # noqa: S611
+    yield queryset.filter(condition)

@@ -123,7 +123,8 @@ def stock_low(variant_id: int, sku: str, warehouse_id: int, available: int, thre
 
 @hookspec
 def import_finished(job_id: int, kind: str, summary: dict) -> None:
-    """A bulk import finished (``summary`` counts created, updated, unchanged, errors)."""
+    """An admin import job finished writing, or failed (``summary["ok"]``; its ``counts`` say
+    what was created, updated and left unchanged)."""
 
 
 # --- Decisions (firstresult) ---------------------------------------------------------------------

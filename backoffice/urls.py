@@ -4,12 +4,12 @@ from django.contrib import admin
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from shop_api.api import api, unknown_api_path
+from shop_api.api import api_urls, unknown_api_path
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("api/v1/", api.urls),
+    path("api/v1/", api_urls()),
     re_path(r"^api/v1/(?P<rest>.*)$", unknown_api_path),
 ]
 

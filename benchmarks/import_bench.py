@@ -165,13 +165,24 @@ def _in_child(target, *args) -> dict:
     return stats
 
 
-def ours(path: Path) -> dict:
+def ours(path: Path, profile: bool = False) -> dict:
     from backoffice.imports.services import import_catalog
 
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     started = time.perf_counter()
     with path.open("rb") as stream:
         result = import_catalog(stream=stream, filename=path.name, file_format="shopify")
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
     if result.errors:
         raise RuntimeError(f"{len(result.errors)} errors, first: {result.errors[0]}")
     return {"rows": result.rows, "seconds": seconds, "timings": result.timings}
@@ -261,6 +272,8 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=25_000)
     parser.add_argument("--variants", type=int, default=4, help="variants per product")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where our import spends its time (cProfile, slower)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="import-bench-"))
@@ -301,7 +314,7 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         print(f"database: {connection.vendor} ({database_url.rsplit('@', 1)[-1]}), migrated")
 
-        mine = _in_child(ours, csv_path)
+        mine = _in_child(ours, csv_path, args.profile)
         report("ours (shopify, everything)", mine)
         if not args.skip_baseline:
             clear_variants()

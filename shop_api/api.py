@@ -1,7 +1,9 @@
 """The storefront API: one ``NinjaAPI`` that every area's router is added to."""
 
+import functools
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI, Schema
 
 from backoffice.plugin_host.api_routers import mount_plugin_routers
@@ -59,6 +61,31 @@ api.add_router("/", cart.router)
 api.add_router("/", checkout.router)
 api.add_router("/", orders.router)
 mount_plugin_routers(api)
+
+
+def _method_not_allowed_in_shape(view):
+    """ninja answers a method a path does not serve with a plain-text 405: the same answer in
+    the API's error shape, its ``Allow`` header kept."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            shaped = error_response(api, request, 405,
+                                    f"{request.method} is not allowed here.")
+            shaped["Allow"] = response["Allow"]
+            return shaped
+        return response
+
+    return wrapped
+
+
+def api_urls():
+    """``api.urls`` with every route's 405 in the error shape."""
+    patterns, app_name, namespace = api.urls
+    for pattern in patterns:
+        pattern.callback = _method_not_allowed_in_shape(pattern.callback)
+    return patterns, app_name, namespace
 
 
 def unknown_api_path(request: HttpRequest, rest: str = "") -> HttpResponse:

@@ -71,6 +71,14 @@ def test_an_unknown_api_path_is_a_json_404(client):
     assert response.json() == {"detail": "Not found.", "code": "not_found", "errors": []}
 
 
+def test_a_method_a_path_does_not_serve_is_a_405_in_the_error_shape(client):
+    response = client.put("/api/v1/products", {}, content_type="application/json")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "PUT is not allowed here.",
+                               "code": "method_not_allowed", "errors": []}
+    assert "GET" in response["Allow"]
+
+
 # --- The error shape, exercised through a small API built with the same handlers -------------
 
 probe_api = NinjaAPI(urls_namespace="error-probe")

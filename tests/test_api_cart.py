@@ -63,7 +63,19 @@ def test_more_than_available_is_refused_with_the_available_quantity(client, tee)
     body = response.json()
     assert body["code"] == "insufficient_stock"
     assert "Only 7" in body["detail"]
+    assert body["errors"] == [{"field": "quantity", "code": "insufficient_stock",
+                               "message": body["detail"], "sku": "TEE-S", "available": 7}]
     assert client.get("/api/v1/cart", **headers).json()["lines"][0]["quantity"] == 6
+
+
+def test_clearing_the_cart_empties_it(client, tee):
+    headers = guest(client)
+    add(client, headers, "TEE-S", 2)
+    add(client, headers, "TEE-M", 1)
+    cleared = client.delete("/api/v1/cart", **headers)
+    assert cleared.status_code in (200, 204)
+    body = client.get("/api/v1/cart", **headers).json()
+    assert body["lines"] == [] and body["item_count"] == 0
 
 
 def test_allocated_stock_is_not_available(client, tee):

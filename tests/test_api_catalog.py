@@ -151,6 +151,16 @@ def test_filters(client, shop, query, expected):
     assert set(names(listing(client, query))) == expected
 
 
+@pytest.mark.parametrize("query", [
+    "option=Size__regex:(", "option=Size__contains:S", "attribute=material__regex:(",
+    "attribute=material__gt:a", "option=Size__isnull:true", "attribute=a.b[0]:x",
+])
+def test_option_and_attribute_names_are_keys_never_lookups(client, shop, query):
+    response = client.get(f"/api/v1/products?{query}")
+    assert response.status_code == 200, response.content[:500]
+    assert response.json()["items"] == [], "an unknown key matches nothing"
+
+
 @pytest.mark.parametrize(("ordering", "expected"), [
     ("price", ["Blue Polo", "Brass Lamp", "Rain Jacket"]),
     ("-price", ["Rain Jacket", "Brass Lamp", "Blue Polo"]),

@@ -119,3 +119,21 @@ def test_out_of_range_pages_are_refused_not_a_500(client, product, query):
     response = client.get(f"/api/v1/products/kikoi/reviews?{query}")
     assert response.status_code == 422
     assert response.json()["code"] == "validation_error"
+
+
+def test_every_delete_of_a_review_recounts_the_summary(client, product, staff_client,
+                                                       django_user_model):
+    review(client, login(client, "amina@example.com"), 5)
+    review(client, login(client, "juma@example.com"), 1)
+    review(client, login(client, "wanjiru@example.com"), 4)
+    bad = Review.objects.get(rating=1)
+    staff_client.post("/admin/reviews/review/", {"action": "delete_selected", "post": "yes",
+                                                 "_selected_action": [str(bad.pk)]})
+    assert not Review.objects.filter(pk=bad.pk).exists()
+    assert summary(product) == (Decimal("4.50"), 2)
+    django_user_model.objects.get(email="amina@example.com").delete()  # the account goes
+    assert summary(product) == (Decimal("4.00"), 1)
+    product.refresh_from_db()
+    assert (product.rating_average, product.rating_count) == (Decimal("4.00"), 1)
+    product.delete()  # with its reviews and summary: nothing left over
+    assert not ProductRating.objects.exists()

@@ -10,7 +10,7 @@ from django.contrib.messages import get_messages
 
 from backoffice.catalog.demo import generate_catalog
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
-from backoffice.inventory.models import Stock
+from backoffice.inventory.models import Stock, Warehouse
 from backoffice.inventory.services import StockLevel, bulk_set_stock_levels, default_warehouse
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +62,7 @@ def _catalog(rows: int) -> dict:
         Category.objects.create(name=f"Child {i}", slug=f"child-{i}", parent=parent)
     stock = Stock.objects.filter(variant=variants[0]).get()
     return {
-        f"/admin/catalog/product/{big.pk}/change/": 10,
+        f"/admin/catalog/product/{big.pk}/change/": 11,  # + the stock per warehouse table
         f"/admin/catalog/variant/{variants[0].pk}/change/": 8,
         f"/admin/catalog/category/{parent.pk}/change/": 6,
         f"/admin/inventory/stock/{stock.pk}/change/": 7,
@@ -97,6 +97,20 @@ def test_product_list_shows_price_range_discount_and_stock(staff_client):
     assert "USD 10.00 – 1,250.00" in html
     assert "up to 50.00%" in html
     assert "3 · Low" in html
+
+
+def test_the_product_page_shows_stock_per_warehouse_with_links_to_adjust_it(staff_client):
+    product = Product.objects.create(name="Kikoi", slug="kikoi")
+    variant = Variant.objects.create(product=product, sku="K-1", price="10.00")
+    second = Warehouse.objects.create(code="mombasa", name="Mombasa")
+    bulk_set_stock_levels([
+        StockLevel(variant_id=variant.pk, warehouse_id=default_warehouse().pk, quantity=3),
+        StockLevel(variant_id=variant.pk, warehouse_id=second.pk, quantity=8),
+    ])
+    html = staff_client.get(f"/admin/catalog/product/{product.pk}/change/").content.decode()
+    for stock in Stock.objects.filter(variant=variant):
+        assert f"/admin/inventory/stock/{stock.pk}/change/" in html
+    assert "<td>mombasa</td><td>8</td><td>0</td><td>8</td>" in html
 
 
 def _product(name: str, category=None, quantity: int = 0, **variant) -> Product:

@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from backoffice.catalog.models import Category, Product, Variant
+from backoffice.hookspecs import hookimpl
 from backoffice.imports.models import ExportJob, ExportStatus, ImportJob, ImportStatus
 from backoffice.imports.tasks import run_import_job
 
@@ -31,9 +32,22 @@ def upload(staff_client, name: str, file_format: str, captured):
     return ImportJob.objects.get()
 
 
+class ImportListener:
+    hookspec_version = ">=1.0,<2"
+
+    def __init__(self):
+        self.heard = []
+
+    @hookimpl
+    def import_finished(self, job_id, kind, summary):
+        self.heard.append((job_id, kind, summary))
+
+
 def test_upload_runs_the_dry_run_then_run_import_imports(
-    staff_client, django_capture_on_commit_callbacks
+    staff_client, django_capture_on_commit_callbacks, register_plugin
 ):
+    listener = ImportListener()
+    register_plugin(listener, "import_listener")
     job = upload(
         staff_client, "shopify_products.csv", "shopify", django_capture_on_commit_callbacks
     )
@@ -58,6 +72,10 @@ def test_upload_runs_the_dry_run_then_run_import_imports(
     assert job.result["counts"]["products"] == {"created": 3}
     assert Variant.objects.count() == 7
     assert staff_client.get(reverse("admin:imports_importjob_changelist")).status_code == 200
+    # Plugins hear of the finished import (not of the dry run), once.
+    [(job_id, kind, summary)] = listener.heard
+    assert (job_id, kind, summary["ok"], summary["counts"]["products"]) == (
+        job.pk, "products", True, {"created": 3})
 
 
 def test_a_file_with_errors_cannot_be_imported(staff_client, django_capture_on_commit_callbacks):

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from decimal import Decimal
 
 import pytest
 from cachalot.api import cachalot_disabled
@@ -210,6 +211,52 @@ def test_native_category_and_stock_files():
     result = run(stock.replace(b"NOPE,main,1\n", b""), filename="stock.csv")
     assert result.counts["stock levels"] == {"set": 1, "unchanged": 1}
     assert Stock.objects.get(variant__sku="TEE-S").quantity == 9
+
+
+def test_a_prices_file_sets_prices_and_exports_back_unchanged():
+    from backoffice.imports.exports import export_catalog
+
+    run(native_csv(TWO_GOOD))
+    prices = (b"sku,price,compare_at_price,cost_price\n"
+              b"TEE-S,12.50,15.00,6.00\nTEE-M,10.00,,\n")
+    dry = run(prices, filename="prices.csv", dry_run=True)
+    assert (dry.kind, dry.errors, dry.counts["prices"]) == (
+        "prices", [], {"updated": 1, "unchanged": 1})
+    assert Variant.objects.get(sku="TEE-S").price == Decimal("10.00"), "a dry run"
+    result = run(prices, filename="prices.csv")
+    small = Variant.objects.get(sku="TEE-S")
+    assert (small.price, small.compare_at_price, small.cost_price) == (
+        Decimal("12.50"), Decimal("15.00"), Decimal("6.00"))
+    assert result.written and Product.objects.get().price_min == Decimal("10.00")
+
+    out = io.BytesIO()
+    assert export_catalog(stream=out, filename="prices.csv", kind="prices") == 2
+    again = run(out.getvalue(), filename="prices.csv")
+    assert again.counts["prices"] == {"unchanged": 2}
+
+    # Only a price column: compare-at and cost stay as they are.
+    run(b"sku,price\nTEE-S,13.00\n", filename="prices.csv")
+    small.refresh_from_db()
+    assert (small.price, small.compare_at_price, small.cost_price) == (
+        Decimal("13.00"), Decimal("15.00"), Decimal("6.00"))
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    (b"sku,price\nTEE-S,12.999\n", [(2, "price")]),
+    (b"sku,price\nTEE-S,-1\n", [(2, "price")]),
+    (b"sku,price\nTEE-S,\n", [(2, "price")]),
+    (b"sku,price\nNOPE,5.00\n", [(2, "sku")]),
+    (b"sku,price\nTEE-S,5.00\nTEE-S,6.00\n", [(3, "sku")]),
+    (b"sku,price,compare_at_price\nTEE-S,9.00,8.00\n", [(2, "compare_at_price")]),
+    (b"sku,price\nTEE-S,20.00\nTEE-M,5.00\n", [(2, "price")]),  # above its kept compare-at
+])
+def test_a_bad_prices_row_is_named_and_no_price_changes(bad, expected):
+    run(native_csv([native_row(compare_at_price="18.00"),
+                    native_row(sku="TEE-M", variant_name="M", option1_value="M")]))
+    result = run(bad, filename="prices.csv")
+    assert errors(result) == expected, [e.as_dict() for e in result.errors]
+    assert sorted(Variant.objects.values_list("price", flat=True)) == [
+        Decimal("10.00"), Decimal("10.00")]
 
 
 def _many_rows(n: int) -> bytes:

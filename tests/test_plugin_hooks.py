@@ -75,6 +75,15 @@ def test_register_payment_providers_routes_a_payment_by_code(register_plugin):
     assert start.status == "pending"
 
 
+def test_a_registry_that_raises_is_skipped_and_the_others_still_count(register_plugin):
+    def broken():
+        raise RuntimeError("misconfigured")
+
+    register_plugin(plugin(register_payment_providers=broken), "broken_payments")
+    register_plugin(manual_payment, "manual_payment")
+    assert [p.code for p in payment_providers()] == ["manual"]
+
+
 def test_register_payment_providers_of_inactive_plugins_are_not_offered(register_plugin):
     register_plugin(manual_payment, "manual_payment", active=False)
     assert payment_providers() == []

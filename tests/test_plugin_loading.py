@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from backoffice.hookspecs import HOOKSPEC_VERSION, hookimpl
 from backoffice.plugin_host import checks
@@ -75,7 +76,10 @@ def test_an_incompatible_plugin_is_refused_with_a_clear_message(tmp_path, monkey
     assert "manual_payment" in host.plugins
 
 
-def test_a_refused_plugin_fails_the_system_check(tmp_path, monkeypatch):
+@pytest.mark.django_db
+def test_a_refused_plugin_fails_the_system_check_and_the_admin_says_why(
+    tmp_path, monkeypatch, staff_client
+):
     install_fake_distribution(tmp_path, monkeypatch, "typo_plugin", """
         from backoffice.hookspecs import hookimpl
         hookspec_version = ">=1.0,<2"
@@ -92,6 +96,8 @@ def test_a_refused_plugin_fails_the_system_check(tmp_path, monkeypatch):
     monkeypatch.setattr(loading_module, "_host", host)
     errors = checks.check_refused_plugins(None)
     assert [(e.id, e.obj) for e in errors] == [("backoffice.E101", "typo_plugin")]
+    page = staff_client.get(reverse("admin:plugins_pluginconfig_changelist")).content.decode()
+    assert "typo_plugin was not loaded" in page and "order_placd" in page
 
 
 def test_a_plugin_that_fails_to_import_is_refused_alone(tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
@@ -349,10 +349,11 @@ class ProductAdmin(ModelAdmin):
     paginator = EstimatedCountPaginator
     autocomplete_fields = ["category", "extra_categories"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "stock_by_warehouse"]
     inlines = [VariantInline, ProductImageInline]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "brand", "product_type"]}),
+        (_("Stock"), {"fields": ["stock_by_warehouse"]}),
         (_("Categories"), {"fields": ["category", "extra_categories", "google_category_id"]}),
         (_("Attributes"), {"fields": ["attributes", "tags"]}),
         (_("Publishing"), {"fields": ["is_active", "is_featured", "created_at", "updated_at"]}),
@@ -364,6 +365,39 @@ class ProductAdmin(ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         return with_product_stock(selectors.with_price_range(super().get_queryset(request)))
+
+    @display(description=_("stock per warehouse"))
+    def stock_by_warehouse(self, obj: Product) -> str:
+        """Every variant's stock in every warehouse, in one query; each row links to the stock
+        page, where it is adjusted (with a movement) and its history is."""
+        if obj.pk is None:
+            return "-"
+        if not hasattr(obj, "_stock_table"):  # the page asks for a read-only field more than once
+            obj._stock_table = self._stock_table(obj)
+        return obj._stock_table
+
+    def _stock_table(self, obj: Product) -> str:
+        rows = (
+            Stock.objects.filter(variant__product=obj)
+            .select_related("variant", "warehouse")
+            .order_by("variant__position", "variant__sku", "warehouse__code")
+        )
+        body = format_html_join(
+            "", "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (reverse("admin:inventory_stock_change", args=[stock.pk]), stock.variant.sku,
+                 stock.warehouse.code, stock.quantity, stock.quantity_allocated,
+                 stock.quantity - stock.quantity_allocated)
+                for stock in rows
+            ),
+        )
+        if not body:
+            return _("No stock yet: add it on a variant's page, or import a stock file.")
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            _("SKU"), _("warehouse"), _("on hand"), _("allocated"), _("available"), body,
+        )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         """Name contains the term, or a variant's SKU/barcode equals it (or the SKU starts with

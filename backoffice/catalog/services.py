@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -103,6 +104,50 @@ def change_prices_by_percentage(
         changed.append(variant)
     Variant.objects.bulk_update(
         changed, ["price", "compare_at_price", "updated_at"], batch_size=1000
+    )
+    refresh_listings({variant.product_id for variant in changed})
+    return len(changed)
+
+
+KEEP = object()  # a compare-at or cost price left as it is
+
+
+@dataclass(frozen=True)
+class VariantPrices:
+    """New prices for one variant; ``None`` clears compare-at or cost, ``KEEP`` leaves it."""
+
+    variant_id: int
+    price: Decimal
+    compare_at_price: Decimal | None | object = KEEP
+    cost_price: Decimal | None | object = KEEP
+
+
+@transaction.atomic
+def set_variant_prices(prices: Iterable[VariantPrices]) -> int:
+    """Set many variants' prices at once (a prices file, an ERP): rows locked in key order, one
+    bulk write, the products' listing columns refreshed. A compare-at price below the price is
+    refused (``PriceChangeError``) and nothing is written. Returns the variants changed."""
+    wanted = {p.variant_id: p for p in prices}
+    changed = []
+    for variant in Variant.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk"):
+        new = wanted[variant.pk]
+        compare_at = (variant.compare_at_price if new.compare_at_price is KEEP
+                      else new.compare_at_price)
+        cost = variant.cost_price if new.cost_price is KEEP else new.cost_price
+        if new.price < 0 or (cost is not None and cost < 0):
+            raise PriceChangeError(f"{variant.sku}: prices cannot be negative.")
+        if compare_at is not None and compare_at < new.price:
+            raise PriceChangeError(
+                f"{variant.sku}: the compare-at price {compare_at} is below the price {new.price}."
+            )
+        if (new.price, compare_at, cost) == (variant.price, variant.compare_at_price,
+                                             variant.cost_price):
+            continue
+        variant.price, variant.compare_at_price, variant.cost_price = new.price, compare_at, cost
+        variant.updated_at = timezone.now()  # bulk_update does not apply auto_now
+        changed.append(variant)
+    Variant.objects.bulk_update(
+        changed, ["price", "compare_at_price", "cost_price", "updated_at"], batch_size=1000
     )
     refresh_listings({variant.product_id for variant in changed})
     return len(changed)

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTransform
 
 from backoffice.catalog import storefront_cache
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
@@ -118,13 +119,19 @@ def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None 
         queryset = queryset.filter(is_in_stock=filters.in_stock)
     if filters.featured is not None:
         queryset = queryset.filter(is_featured=filters.featured)
+    # Option and attribute names are the customer's text: each is one JSON key, taken as it is
+    # (KeyTransform), never parsed as a lookup path ("Size__regex" is a key, not a regex).
     if filters.options:
         variants = Variant.objects.filter(product=OuterRef("pk"), is_active=True)
-        for name, value in filters.options.items():
-            variants = variants.filter(**{f"option_values__{name}": value})
+        for index, (name, value) in enumerate(filters.options.items()):
+            variants = variants.alias(
+                **{f"option_{index}": KeyTransform(name, "option_values")}
+            ).filter(**{f"option_{index}": value})
         queryset = queryset.filter(Exists(variants))
-    for name, value in filters.attributes.items():
-        queryset = queryset.filter(**{f"attributes__{name}": value})
+    for index, (name, value) in enumerate(filters.attributes.items()):
+        queryset = queryset.alias(
+            **{f"attribute_{index}": KeyTransform(name, "attributes")}
+        ).filter(**{f"attribute_{index}": value})
     if filters.search:
         queryset = _search(queryset, filters.search)
     return queryset

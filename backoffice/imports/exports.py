@@ -22,7 +22,7 @@ from backoffice.imports.formats.native import LIST_SEPARATOR, native_header
 from backoffice.imports.readers import is_xlsx
 from backoffice.inventory.models import Stock, Warehouse
 
-EXPORT_KINDS = ("products", "categories", "stock")
+EXPORT_KINDS = ("products", "categories", "stock", "prices")
 CHUNK = 2000
 
 
@@ -127,7 +127,20 @@ def stock_rows() -> Iterator[list[str]]:
         yield [sku, code, str(quantity), str(allocated)]
 
 
-ROWS = {"products": product_rows, "categories": category_rows, "stock": stock_rows}
+def price_rows() -> Iterator[list[str]]:
+    """What a prices import reads back: one row per variant."""
+    yield ["sku", "price", "compare_at_price", "cost_price"]
+    for sku, price, compare_at, cost in (
+        Variant.objects.order_by("sku")
+        .values_list("sku", "price", "compare_at_price", "cost_price")
+        .iterator(chunk_size=CHUNK)
+    ):
+        yield [sku, str(price), "" if compare_at is None else str(compare_at),
+               "" if cost is None else str(cost)]
+
+
+ROWS = {"products": product_rows, "categories": category_rows, "stock": stock_rows,
+        "prices": price_rows}
 
 
 def write_csv(rows: Iterator[list[str]], stream: BinaryIO) -> int:

@@ -83,6 +83,7 @@ class ExportJob(models.Model):
         ("products", _("Products with variants (native import format)")),
         ("categories", _("Categories")),
         ("stock", _("Stock levels")),
+        ("prices", _("Prices")),
     ]
     FILE_TYPE_CHOICES = [("csv", "CSV"), ("xlsx", "XLSX")]
 

@@ -19,7 +19,6 @@ the file lists a different set of them.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import defaultdict
@@ -28,11 +27,10 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cachalot.api import invalidate
-from django.db import connection, models, transaction
-from django.db.models.expressions import RawSQL
+from django.db import models, transaction
 from django.utils import timezone
 
-from backoffice.bulk import insert_rows
+from backoffice.bulk import chunked, insert_rows, key_chunks
 from backoffice.caching import query_cache_disabled
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.catalog.services import refresh_listings
@@ -47,6 +45,7 @@ from backoffice.imports.records import (
     make_slug,
     parse_bool,
     parse_int,
+    parse_money,
     split_category_path,
 )
 from backoffice.inventory.models import MovementReason, Stock, Warehouse
@@ -57,10 +56,10 @@ from backoffice.inventory.services import (
     bulk_set_stock_levels,
     default_warehouse,
 )
+from backoffice.money import currency_exponent
 
 FORMAT_CHOICES = ("native", "shopify", "woocommerce", "google-taxonomy")
 BATCH = 1000
-LOOKUP_CHUNK = 2000  # keys per IN (...) lookup; well under SQLite's variable limit
 PREVIEW_ROWS = 20
 PROGRESS_EVERY = 1000
 
@@ -130,34 +129,6 @@ class ImportResult:
         lines.append(f"warnings: {len(self.warnings)}")
         lines.append(f"errors: {len(self.errors)}")
         return lines
-
-
-def _chunks(items: list, size: int = LOOKUP_CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _key_chunks(queryset: models.QuerySet, key: str, keys: list) -> Iterator[models.QuerySet]:
-    """``queryset`` narrowed to ``key`` in ``keys`` with ONE bound parameter, whatever the size:
-    ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM json_each(...))`` on SQLite; chunks
-    of ``IN (...)`` elsewhere. Django's ``__in`` would bind (and compile) one parameter per key."""
-    if not keys:
-        return
-    model = queryset.model
-    quote = connection.ops.quote_name
-    column = f"{quote(model._meta.db_table)}.{quote(model._meta.get_field(key).column)}"
-    if connection.vendor == "postgresql":
-        sql, param = f"{column} = ANY(%s)", list(keys)
-    elif connection.vendor == "sqlite" and connection.features.supports_json_field:
-        sql = f"{column} IN (SELECT value FROM json_each(%s))"  # noqa: S608
-        param = json.dumps(list(keys))
-    else:
-        for chunk in _chunks(keys):
-            yield queryset.filter(**{f"{key}__in": chunk})
-        return
-    # The column comes from model metadata and the keys are one bound parameter.
-    condition = RawSQL(sql, (param,), output_field=models.BooleanField())  # noqa: S611
-    yield queryset.filter(condition)
 
 
 def _counting(
@@ -243,6 +214,8 @@ def native_kind(header: list[str]) -> str:
         return "products"
     if {"sku", "warehouse", "quantity"} <= columns:
         return "stock"
+    if {"sku", "price"} <= columns:
+        return "prices"
     if "category" in columns:
         return "categories"
     return "products"
@@ -259,7 +232,9 @@ def _import_table(table: Table, file_format: str, result: ImportResult, **option
     rows = _counting(table.rows, result, options.get("progress"))
     if file_format == "native" and native_kind(table.header) != "products":
         result.kind = native_kind(table.header)
-        importer = _import_stock_rows if result.kind == "stock" else _import_category_rows
+        importer = {"stock": _import_stock_rows, "prices": _import_price_rows}.get(
+            result.kind, _import_category_rows
+        )
         importer(table.header, rows, problems, result, warehouses=warehouses, **options)
         return
     adapter = PRODUCT_FORMATS[file_format](table.header, problems, warehouse_code=warehouse_code)
@@ -268,7 +243,8 @@ def _import_table(table: Table, file_format: str, result: ImportResult, **option
     result.timings["read"] = time.monotonic() - started
     if result.rows == 0:
         raise FileFormatError("The file has a header row but no data rows.")
-    ProductImport(records, problems, result, warehouses=warehouses, **options).run()
+    ProductImport(records, problems, result, warehouses=warehouses,
+                  columns=(adapter.product_columns, adapter.variant_columns), **options).run()
 
 
 def _finish(problems: Problems, result: ImportResult) -> None:
@@ -308,8 +284,10 @@ class ProductImport:
         actor: Actor,
         reference: str,
         progress: ProgressCallback | None,
+        columns: tuple[dict[str, str], dict[str, str]] = ({}, {}),
     ) -> None:
         self.records = records
+        self.product_columns, self.variant_columns = columns
         self.problems = problems
         self.result = result
         self.warehouses = warehouses
@@ -331,24 +309,26 @@ class ProductImport:
 
     # --- Checking ----------------------------------------------------------------------------
 
-    def _check_lengths(self, row: int, values: dict, limits: dict[str, int]) -> None:
+    def _check_lengths(self, row: int, values: dict, limits: dict[str, int],
+                       columns: dict[str, str]) -> None:
         for name, limit in limits.items():
             value = values.get(name)
             if isinstance(value, str) and len(value) > limit:
                 self.problems.error(
-                    row, name, f"{len(value)} characters is longer than the maximum of {limit}."
+                    row, columns.get(name, name),
+                    f"{len(value)} characters is longer than the maximum of {limit}.",
                 )
                 values.pop(name)
 
     def _load_existing(self) -> tuple[dict, dict, dict, dict, dict]:
         slugs = list({self.slugs[id(r)] for r in self.records})
         products = {}
-        for queryset in _key_chunks(Product.objects.all(), "slug", slugs):
+        for queryset in key_chunks(Product.objects.all(), "slug", slugs):
             for row in queryset.values("id", "slug", "category_id", *PRODUCT_FIELDS):
                 products[row["slug"]] = row
         skus = [v.sku for r in self.records for v in r.variants]
         variants = {}
-        for queryset in _key_chunks(Variant.objects.all(), "sku", skus):
+        for queryset in key_chunks(Variant.objects.all(), "sku", skus):
             for row in queryset.values(
                 "id", "sku", "product_id", "product__slug", *VARIANT_FIELDS
             ):
@@ -357,10 +337,10 @@ class ProductImport:
         through = Product.extra_categories.through
         extras: dict[int, set[int]] = defaultdict(set)
         images: dict[int, list[tuple[str, str]]] = defaultdict(list)
-        for queryset in _key_chunks(through.objects.all(), "product", product_ids):
+        for queryset in key_chunks(through.objects.all(), "product", product_ids):
             for product_id, category_id in queryset.values_list("product_id", "category_id"):
                 extras[product_id].add(category_id)
-        for queryset in _key_chunks(ProductImage.objects.all(), "product", product_ids):
+        for queryset in key_chunks(ProductImage.objects.all(), "product", product_ids):
             for product_id, url, alt in (
                 queryset.exclude(source_url="")
                 .order_by("product_id", "position", "id")
@@ -369,7 +349,7 @@ class ProductImport:
                 images[product_id].append((url, alt))
         stock = {}
         variant_ids = [row["id"] for row in variants.values()]
-        for queryset in _key_chunks(Stock.objects.all(), "variant", variant_ids):
+        for queryset in key_chunks(Stock.objects.all(), "variant", variant_ids):
             for variant_id, warehouse_id, quantity, allocated in queryset.values_list(
                 "variant_id", "warehouse_id", "quantity", "quantity_allocated"
             ):
@@ -377,11 +357,20 @@ class ProductImport:
         return products, variants, extras, images, stock
 
     def _category_key(self, record: ProductRecord, names: tuple[str, ...]) -> int | None:
+        known = len(self.tree.new_keys)
         try:
-            return self.tree.resolve(names)
+            key = self.tree.resolve(names)
         except CategoryPathError as exc:
             self.problems.error(record.row, record.category_column, str(exc))
             return None
+        if len(self.tree.new_keys) > known:
+            # Created, not refused (a Shopify or WooCommerce file brings its own tree), but
+            # said on the first row that names it, so "Clothng" shows in the dry run.
+            self.problems.warn(
+                record.row, record.category_column,
+                f"No category '{self.tree.names_path(key)}' yet: the import creates it.",
+            )
+        return key
 
     def plan(self) -> None:
         seen_slugs: dict[str, int] = {}
@@ -401,7 +390,8 @@ class ProductImport:
                 )
             seen_slugs.setdefault(slug, record.row)
             self.slugs[id(record)] = slug
-            self._check_lengths(record.row, record.values, PRODUCT_LIMITS)
+            self._check_lengths(record.row, record.values, PRODUCT_LIMITS,
+                                self.product_columns)
         seen_skus: dict[str, int] = {}
         for record in self.records:
             for variant in record.variants:
@@ -417,7 +407,8 @@ class ProductImport:
                         variant.row, variant.sku_column,
                         f"A SKU is at most {VARIANT_LIMITS['sku']} characters.",
                     )
-                self._check_lengths(variant.row, variant.values, VARIANT_LIMITS)
+                self._check_lengths(variant.row, variant.values, VARIANT_LIMITS,
+                                    self.variant_columns)
 
         products, variants, extras, images, stock = self._load_existing()
         for record in self.records:
@@ -613,7 +604,7 @@ class ProductImport:
             Product.objects.bulk_update(updates, [*sorted(fields), "updated_at"], batch_size=BATCH)
         through = Product.extra_categories.through
         changed_ids = [self.product_ids[key] for key in self.extras]
-        for chunk in _chunks(changed_ids):
+        for chunk in chunked(changed_ids):
             through.objects.filter(product_id__in=chunk).delete()
         insert_rows(
             through,
@@ -624,7 +615,7 @@ class ProductImport:
             ),
         )
         image_ids = [self.product_ids[key] for key in self.images]
-        for chunk in _chunks(image_ids):
+        for chunk in chunked(image_ids):
             ProductImage.objects.filter(product_id__in=chunk).exclude(source_url="").delete()
         written = insert_rows(
             ProductImage,
@@ -644,7 +635,7 @@ class ProductImport:
     @staticmethod
     def _ids_by(model: type[models.Model], key: str, values: list[str]) -> dict[str, int]:
         ids: dict[str, int] = {}
-        for queryset in _key_chunks(model.objects.all(), key, values):
+        for queryset in key_chunks(model.objects.all(), key, values):
             ids.update(queryset.values_list(key, "id"))
         return ids
 
@@ -688,7 +679,7 @@ class ProductImport:
             )
             for key, warehouse_id, quantity in self.stock_levels
         ]
-        for chunk in _chunks(levels, 5000):
+        for chunk in chunked(levels, 5000):
             bulk_set_stock_levels(
                 chunk, reason=MovementReason.IMPORT, actor=self.actor, reference=self.reference,
                 refresh_listings=False,  # once for the whole file, after the stock
@@ -813,10 +804,10 @@ def _import_stock_rows(
         wanted[(sku, warehouse_id)] = (quantity, row)
     skus = list({sku for sku, _ in wanted})
     variant_ids = {}
-    for chunk in _chunks(skus):
+    for chunk in chunked(skus):
         variant_ids.update(Variant.objects.filter(sku__in=chunk).values_list("sku", "id"))
     current = {}
-    for chunk in _chunks(list(variant_ids.values())):
+    for chunk in chunked(list(variant_ids.values())):
         for variant_id, warehouse_id, quantity, allocated in Stock.objects.filter(
             variant_id__in=chunk
         ).values_list("variant_id", "warehouse_id", "quantity", "quantity_allocated"):
@@ -840,10 +831,87 @@ def _import_stock_rows(
     if result.errors or dry_run:
         return
     with transaction.atomic():
-        for chunk in _chunks(levels, 5000):
+        for chunk in chunked(levels, 5000):
             bulk_set_stock_levels(
                 chunk, reason=MovementReason.IMPORT, actor=actor, reference=reference
             )
+    result.written = True
+
+
+def _import_price_rows(
+    header, rows, problems, result, *, warehouses, dry_run, actor, reference, progress
+) -> None:
+    """Native prices file: sku, price, and optionally compare_at_price and cost_price (an empty
+    cell clears them; a missing column leaves them as they are)."""
+    from backoffice.catalog.services import KEEP, VariantPrices, set_variant_prices
+
+    index = {name: i for i, name in enumerate(header)}
+    places = currency_exponent()
+    wanted: dict[str, tuple[dict, int]] = {}
+    for row, cells in rows:
+        def get(column: str, cells=cells) -> str:
+            i = index.get(column)
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        sku = get("sku")
+        if not sku:
+            problems.error(row, "sku", "A SKU is required.")
+            continue
+        if sku in wanted:
+            problems.error(row, "sku", f"{sku} is already on row {wanted[sku][1]}.")
+            continue
+        values, ok = {}, True
+        for column in ("price", "compare_at_price", "cost_price"):
+            if column not in index:
+                values[column] = KEEP
+                continue
+            text = get(column)
+            if not text:
+                if column == "price":
+                    problems.error(row, column, "A price is required.")
+                    ok = False
+                values[column] = None
+                continue
+            try:
+                values[column] = parse_money(text, places)
+            except ValueError as exc:
+                problems.error(row, column, str(exc))
+                ok = False
+        compare_at = values.get("compare_at_price")
+        if ok and compare_at not in (None, KEEP) and compare_at < values["price"]:
+            problems.error(row, "compare_at_price",
+                           f"{compare_at} is below the price {values['price']}.")
+            ok = False
+        if ok:
+            wanted[sku] = (values, row)
+    current = {}
+    for queryset in key_chunks(Variant.objects.all(), "sku", list(wanted)):
+        for pk, sku, price, compare_at, cost in queryset.values_list(
+            "pk", "sku", "price", "compare_at_price", "cost_price"
+        ):
+            current[sku] = (pk, price, compare_at, cost)
+    prices = []
+    for sku, (values, row) in wanted.items():
+        if sku not in current:
+            problems.error(row, "sku", f"No variant has the SKU {sku!r}.")
+            continue
+        pk, price, compare_at, cost = current[sku]
+        new_compare = compare_at if values["compare_at_price"] is KEEP else values[
+            "compare_at_price"]
+        new_cost = cost if values["cost_price"] is KEEP else values["cost_price"]
+        if new_compare is not None and new_compare < values["price"]:
+            problems.error(row, "price", f"{values['price']} is above the compare-at price "
+                                         f"{new_compare} the variant keeps.")
+            continue
+        if (values["price"], new_compare, new_cost) == (price, compare_at, cost):
+            result.count("prices", "unchanged")
+            continue
+        prices.append(VariantPrices(pk, values["price"], new_compare, new_cost))
+        result.count("prices", "updated")
+    _finish(problems, result)
+    if result.errors or dry_run:
+        return
+    set_variant_prices(prices)
     result.written = True
 
 

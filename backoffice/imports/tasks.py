@@ -20,6 +20,7 @@ from backoffice.imports.exports import export_catalog
 from backoffice.imports.models import ExportJob, ExportStatus, ImportJob, ImportStatus
 from backoffice.imports.services import import_catalog
 from backoffice.inventory.services import Actor
+from backoffice.plugin_host.events import emit_event
 
 logger = logging.getLogger(__name__)
 PROGRESS_KEY = "imports:job:{}:progress"
@@ -65,11 +66,17 @@ def _run(job: ImportJob, *, dry_run: bool):
         )
 
 
-def _fail(job_id: int, exc: Exception) -> None:
+def _fail(job_id: int, exc: Exception, *, tell_plugins: bool = False) -> None:
     logger.exception("import job %s failed", job_id)
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-    )
+    error = f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+        if tell_plugins:
+            kind = ImportJob.objects.values_list("kind", flat=True).get(pk=job_id)
+            emit_event("import_finished", job_id=job_id, kind=kind or "",
+                       summary={"ok": False, "error": error})
 
 
 def dry_run_import_job(job_id: int) -> dict:
@@ -104,19 +111,27 @@ def run_import_job(job_id: int) -> dict:
     try:
         result = _run(job, dry_run=False)
     except Exception as exc:
-        _fail(job_id, exc)
+        _fail(job_id, exc, tell_plugins=True)
         raise
     summary = result.as_dict()
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportStatus.DONE if result.ok else ImportStatus.FAILED,
-        result=summary,
-        error="" if result.ok else "; ".join(
-            f"row {e.row} {e.column}: {e.message}" for e in result.errors[:20]
-        ),
-        processed_rows=result.rows,
-        total_rows=result.rows,
-        finished_at=timezone.now(),
-    )
+    # The job's end and the plugins' event in one transaction: both or neither.
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportStatus.DONE if result.ok else ImportStatus.FAILED,
+            result=summary,
+            error="" if result.ok else "; ".join(
+                f"row {e.row} {e.column}: {e.message}" for e in result.errors[:20]
+            ),
+            processed_rows=result.rows,
+            total_rows=result.rows,
+            finished_at=timezone.now(),
+        )
+        emit_event("import_finished", job_id=job_id, kind=result.kind, summary={
+            "ok": result.ok, **{key: summary[key] for key in (
+                "format", "rows", "skipped_rows", "counts", "error_count", "warning_count",
+                "seconds",
+            )},
+        })
     cache.delete(progress_key(job_id))
     return summary
 

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from backoffice.bulk import insert_rows
+from backoffice.bulk import insert_rows, key_chunks
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
 from backoffice.inventory.signals import stock_changed
 
@@ -199,27 +199,28 @@ def bulk_set_stock_levels(
         return 0
     if any(quantity < 0 for quantity in wanted.values()):
         raise StockError("A stock level cannot be negative.")
-    variant_ids = {variant_id for variant_id, _ in wanted}
+    variant_ids = list({variant_id for variant_id, _ in wanted})
     existing = {
         (stock.variant_id, stock.warehouse_id): stock
-        for stock in Stock.objects.select_for_update()
-        .filter(variant_id__in=variant_ids)
-        .order_by("pk")
+        for queryset in key_chunks(Stock.objects.select_for_update(), "variant", variant_ids)
+        for stock in queryset.order_by("pk")
     }
+    # New rows stay plain tuples: 100k model instances would cost seconds of an import.
     to_create = [
-        Stock(variant_id=variant_id, warehouse_id=warehouse_id, quantity=quantity)
+        (variant_id, warehouse_id, quantity)
         for (variant_id, warehouse_id), quantity in wanted.items()
         if (variant_id, warehouse_id) not in existing
     ]
     to_update = []
-    changes: list[tuple[Stock, int]] = []
+    changes: list[tuple[int, int, int, int]] = []  # stock id, change, on hand, allocated after
     falling: list[tuple[Stock, int]] = []
     for key, stock in existing.items():
         if key not in wanted or wanted[key] == stock.quantity:
             continue
         if wanted[key] < stock.quantity_allocated:
             raise InsufficientStock(stock, wanted[key])
-        changes.append((stock, wanted[key] - stock.quantity))
+        changes.append((stock.pk, wanted[key] - stock.quantity, wanted[key],
+                        stock.quantity_allocated))
         falling.append((stock, stock.quantity - stock.quantity_allocated))
         stock.quantity = wanted[key]
         stock.updated_at = timezone.now()  # bulk_update does not apply auto_now
@@ -227,34 +228,39 @@ def bulk_set_stock_levels(
     Stock.objects.bulk_update(to_update, ["quantity", "updated_at"], batch_size=1000)
     # New rows and the ledger go in the fastest way the backend has (an import writes 100k).
     insert_rows(Stock, [
-        {"variant_id": s.variant_id, "warehouse_id": s.warehouse_id, "quantity": s.quantity}
-        for s in to_create
+        {"variant_id": variant_id, "warehouse_id": warehouse_id, "quantity": quantity}
+        for variant_id, warehouse_id, quantity in to_create
     ])
     if to_create:
         created_ids = {
             (variant_id, warehouse_id): pk
-            for pk, variant_id, warehouse_id in Stock.objects.filter(
-                variant_id__in={s.variant_id for s in to_create}
-            ).values_list("pk", "variant_id", "warehouse_id")
+            for queryset in key_chunks(
+                Stock.objects.all(), "variant", list({row[0] for row in to_create})
+            )
+            for pk, variant_id, warehouse_id in queryset.values_list(
+                "pk", "variant_id", "warehouse_id"
+            )
         }
-        for stock in to_create:
-            stock.pk = stock.id = created_ids[(stock.variant_id, stock.warehouse_id)]
-    changes += [(stock, stock.quantity) for stock in to_create if stock.quantity]
+        changes += [
+            (created_ids[(variant_id, warehouse_id)], quantity, quantity, 0)
+            for variant_id, warehouse_id, quantity in to_create if quantity
+        ]
     insert_rows(StockMovement, [
         {
-            "stock_id": stock.pk, "reason": reason, "quantity_change": change,
-            "allocated_change": 0, "quantity_after": stock.quantity,
-            "allocated_after": stock.quantity_allocated, "actor_id": actor.user_id,
-            "actor_label": actor.label[:120], "reference": reference[:120], "note": "",
+            "stock_id": stock_id, "reason": reason, "quantity_change": change,
+            "allocated_change": 0, "quantity_after": on_hand, "allocated_after": allocated,
+            "actor_id": actor.user_id, "actor_label": actor.label[:120],
+            "reference": reference[:120], "note": "",
         }
-        for stock, change in changes
+        for stock_id, change, on_hand, allocated in changes
     ])
     for stock, available_before in falling:
         _report_if_low(stock, available_before)
     if changes:
         stock_changed()  # also when the caller refreshes the listing columns itself, later
     if refresh_listings:
-        _refresh_listings({stock.variant_id for stock, _ in changes})
+        _refresh_listings({stock.variant_id for stock in to_update}
+                          | {variant_id for variant_id, _, quantity in to_create if quantity})
     return len(changes)
 
 

@@ -109,6 +109,13 @@ class PluginConfigAdmin(ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # rows come from installed plugins
 
+    def changelist_view(self, request, extra_context=None):
+        # A refused plugin has no row until it has loaded once: say why it is missing here.
+        for name, reason in sorted(get_plugin_host().refused.items()):
+            messages.error(request, _("Plugin %(name)s was not loaded: %(reason)s")
+                           % {"name": name, "reason": reason})
+        return super().changelist_view(request, extra_context)
+
     def get_fields(self, request, obj=None):
         return ["identifier", "about", "active", *self._setting_fields(obj)]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
 
 from backoffice.catalog.models import Product
 from backoffice.reviews.models import ProductRating, Review
@@ -18,23 +19,60 @@ class ReviewError(Exception):
         self.code = code
 
 
-def _has_bought(user: AbstractBaseUser, product: Product) -> bool:
-    """Whether the customer bought the product: an order of theirs with it that was paid or is
-    being fulfilled (not cancelled, not unpaid)."""
+def _bought(user_id, product_id):
+    """Orders lines showing the customer bought the product: an order of theirs with it that was
+    paid or is being fulfilled (not cancelled, not unpaid, not refunded in full)."""
     from backoffice.orders.models import OrderLine
     from backoffice.orders.status import PURCHASED_STATUSES
 
     return OrderLine.objects.filter(
-        order__user=user, product_id_snapshot=product.pk,
+        order__user_id=user_id, product_id_snapshot=product_id,
         order__status__in=PURCHASED_STATUSES,
-    ).exists()
+    )
+
+
+def _has_bought(user: AbstractBaseUser, product: Product) -> bool:
+    return _bought(user.pk, product.pk).exists()
+
+
+def refresh_verified_purchases(*, user_id: int, product_ids: list[int]) -> int:
+    """Re-decide "verified purchase" on a customer's reviews of these products (an order of
+    theirs was paid, cancelled or refunded); returns how many reviews changed."""
+    changed = 0
+    for review in Review.objects.filter(user_id=user_id, product_id__in=product_ids):
+        verified = _bought(user_id, review.product_id).exists()
+        if verified != review.verified_purchase:
+            changed += Review.objects.filter(pk=review.pk).update(verified_purchase=verified)
+    return changed
+
+
+def _locked_rating(product_id: int) -> ProductRating:
+    # Insert-if-missing first: two first reviews at once must not both try to create the row.
+    ProductRating.objects.bulk_create([ProductRating(product_id=product_id)],
+                                      ignore_conflicts=True)
+    return ProductRating.objects.select_for_update().get(product_id=product_id)
 
 
 def _apply(product_id: int, *, count: int, total: int) -> None:
     """Change the summary by a number of reviews and of stars, under a row lock."""
-    rating, _ = ProductRating.objects.select_for_update().get_or_create(product_id=product_id)
-    rating.count += count
-    rating.total += total
+    rating = _locked_rating(product_id)
+    _store(rating, count=rating.count + count, total=rating.total + total)
+
+
+def recount_ratings(*, product_ids) -> None:
+    """Recompute summaries from the published reviews (after every delete of a review:
+    ``backoffice.reviews.signals``)."""
+    for product_id in sorted(set(product_ids)):
+        rating = _locked_rating(product_id)
+        totals = Review.objects.filter(product_id=product_id, is_published=True).aggregate(
+            count=Count("pk"), total=Sum("rating"))
+        _store(rating, count=totals["count"], total=totals["total"] or 0)
+
+
+def _store(rating: ProductRating, *, count: int, total: int) -> None:
+    product_id = rating.product_id
+    rating.count = count
+    rating.total = total
     rating.average = (
         (Decimal(rating.total) / rating.count).quantize(Decimal("0.01"), ROUND_HALF_UP)
         if rating.count else Decimal("0")
@@ -86,7 +124,6 @@ def update_review(*, review: Review, **changes: Any) -> Review:
 
 @transaction.atomic
 def delete_review(*, review: Review) -> None:
-    review = Review.objects.select_for_update().get(pk=review.pk)
-    if review.is_published:
-        _apply(review.product_id, count=-1, total=-review.rating)
-    review.delete()
+    """Delete a review; the product's summary is recounted (``signals.recount_after_delete``),
+    as it is for every delete of a review, whoever does it."""
+    Review.objects.select_for_update().filter(pk=review.pk).delete()

@@ -88,7 +88,8 @@ def _cart_error(exc: carts.CartError) -> ApiError:
     status = 409 if exc.code in {"insufficient_stock", "cart_closed"} else 400
     errors = []
     if exc.available is not None:
-        errors = [{"field": "quantity", "message": str(exc), "code": exc.code}]
+        errors = [{"field": "quantity", "message": str(exc), "code": exc.code,
+                   "sku": exc.sku, "available": exc.available}]
     error = ApiError(status, exc.code, str(exc), errors)
     return error
 

@@ -18,6 +18,10 @@ class ProductFormat:
     code = ""
     label = ""
     required_columns: tuple[str, ...] = ()
+    # The file's column for a product or variant field, where its name differs, so that a
+    # problem found after reading (a value too long) names the column the merchant sees.
+    product_columns: dict[str, str] = {}
+    variant_columns: dict[str, str] = {}
 
     def __init__(self, header: list[str], problems: Problems, *, warehouse_code: str) -> None:
         self.header = header

@@ -41,6 +41,11 @@ STATUS_PUBLISHED = {"active": True, "draft": False, "archived": False}
 class ShopifyFormat(ProductFormat):
     code = "shopify"
     label = "Shopify product CSV"
+    product_columns = {
+        "name": "Title", "description": "Body (HTML)", "brand": "Vendor", "product_type": "Type",
+        "seo_title": "SEO Title", "seo_description": "SEO Description",
+    }
+    variant_columns = {"sku": "Variant SKU", "barcode": "Variant Barcode"}
     required_columns = ("Handle", "Title", "Variant SKU", "Variant Price")
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> list[ProductRecord]:

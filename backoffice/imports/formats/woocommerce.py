@@ -14,6 +14,8 @@ Decisions (see the README):
 - ``Weight (kg)``/``(g)``/``(lbs)``/``(oz)``: the unit comes from the header; a variation without a
   weight takes its parent's. ``Published`` 1 is published, 0 and -1 (draft) are not.
 - Categories "A > B, C > D": the first is the primary category, the others extra ones.
+- ``GTIN, UPC, EAN, or ISBN`` (WooCommerce 9.2+) is the variant's barcode; ``Brands``
+  (9.6+) the product's brand (the first one listed).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from backoffice.imports.records import (
 )
 
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+GTIN_COLUMNS = ("GTIN, UPC, EAN, or ISBN", "GTIN, UPC, EAN or ISBN")
 _WEIGHT_HEADER = re.compile(r"^Weight\s*\((\w+)\)$", re.IGNORECASE)
 
 
@@ -49,6 +52,8 @@ class WooCommerceFormat(ProductFormat):
     code = "woocommerce"
     label = "WooCommerce product CSV"
     required_columns = ("Type", "SKU", "Name", "Regular price", "Parent")
+    product_columns = {"name": "Name", "description": "Description", "brand": "Brands"}
+    variant_columns = {"sku": "SKU", "barcode": GTIN_COLUMNS[0]}
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> list[ProductRecord]:
         self.weight_column, self.weight_unit = "", "kg"
@@ -152,6 +157,9 @@ class WooCommerceFormat(ProductFormat):
             values["description"] = get("Description") or get("Short description")
         if self.has("Tags"):
             values["tags"] = split_woo_list(get("Tags"))
+        if self.has("Brands"):  # WooCommerce 9.6+ (its built-in brands)
+            brands = split_woo_list(get("Brands"))
+            values["brand"] = brands[0] if brands else ""
         if self.has("Published") and get("Published"):
             flag = self.parse_cell(row, "Published", parse_bool, get("Published"))
             if flag is not None:
@@ -197,6 +205,10 @@ class WooCommerceFormat(ProductFormat):
             flag = self.parse_cell(row, "Published", parse_bool, get("Published"))
             if flag is not None:
                 values["is_active"] = flag
+        for column in GTIN_COLUMNS:  # WooCommerce 9.2+ exports the product's GTIN
+            if self.has(column):
+                values["barcode"] = get(column).strip()
+                break
         weight = (get(self.weight_column) if self.weight_column else "") or parent_weight
         if weight:
             values["weight_grams"] = self.parse_cell(

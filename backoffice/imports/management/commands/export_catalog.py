@@ -1,4 +1,4 @@
-"""``manage.py export_catalog PATH [--kind products|categories|stock] [--format native]``."""
+"""``manage.py export_catalog PATH [--kind products|categories|stock|prices] [--format native]``."""
 
 from __future__ import annotations
 
