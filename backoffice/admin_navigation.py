@@ -104,6 +104,7 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
         _("Access"),
         [
             SidebarItem(_("API keys"), "vpn_key", "integrations.apikey"),
+            SidebarItem(_("What keys wrote"), "history", "integrations.integrationwrite"),
             SidebarItem(_("Groups"), "group", "auth.group"),
         ],
     ),

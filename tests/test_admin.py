@@ -68,6 +68,9 @@ def test_failed_jobs_badge_counts_failures(staff_client):
     "/admin/auth/user/",
     "/admin/auth/group/",
     "/admin/auth/user/add/",
+    "/admin/integrations/apikey/",
+    "/admin/integrations/integrationwrite/",
+    "/admin/integrations/integrationwrite/?endpoint=products",
 ])
 def test_changelists_render_with_bounded_queries(staff_client, url, django_assert_max_num_queries):
     schedule("math.floor", 1.5, name="nightly probe", schedule_type=Schedule.DAILY)

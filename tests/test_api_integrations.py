@@ -55,6 +55,9 @@ def test_stock_levels_are_set_and_attributed_to_the_key(client, variants):
     again = put_stock(client, raw, [{"sku": "TEE-S", "quantity": 12}])
     assert again.json() == {"received": 1, "changed": 0}
     assert StockMovement.objects.count() == 2
+    [write] = key.writes.all()
+    assert (write.endpoint, write.reference, write.summary) == (
+        "stock", "count-2026-11", {"stock levels": {"received": 2, "changed": 2}})
 
 
 def test_an_unknown_sku_changes_nothing(client, variants):
@@ -147,6 +150,21 @@ def test_products_are_created_with_variants_images_categories_and_stock(client, 
     assert Variant.objects.get(sku="POLO-M").option_values == {"Size": "M"}
     movement = StockMovement.objects.get(stock__variant__sku="POLO-S")
     assert movement.actor_label == key.label
+
+
+def test_every_catalog_write_is_recorded_under_its_key(client, catalog_key, staff_client):
+    from backoffice.integrations.models import IntegrationWrite
+
+    key, raw = catalog_key
+    post_products(client, raw, [POLO], "?dry_run=true")
+    assert not IntegrationWrite.objects.exists(), "a dry run writes nothing"
+    post_products(client, raw, [POLO])
+    write = IntegrationWrite.objects.get()
+    assert (write.key, write.endpoint) == (key, "products")
+    assert write.summary["products"] == {"created": 1}
+    assert write.summary["variants"] == {"created": 2}
+    page = staff_client.get("/admin/integrations/integrationwrite/")
+    assert page.status_code == 200 and "products: 1 created" in page.content.decode()
 
 
 def test_sending_the_same_products_again_changes_nothing(client, catalog_key):

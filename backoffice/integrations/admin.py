@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from backoffice.integrations.models import ApiKey, Scope
+from backoffice.integrations.models import ApiKey, IntegrationWrite, Scope
 from backoffice.integrations.services import create_api_key, revoke_api_keys
 
 
@@ -59,3 +59,30 @@ class ApiKeyAdmin(ModelAdmin):
     def revoke(self, request, queryset) -> None:
         count = revoke_api_keys(key_ids=queryset.values_list("pk", flat=True))
         messages.success(request, _("%(count)d keys revoked.") % {"count": count})
+
+
+@admin.register(IntegrationWrite)
+class IntegrationWriteAdmin(ModelAdmin):
+    """What each key wrote, newest first: a record, never edited."""
+
+    list_display = ["created_at", "key", "endpoint", "reference", "changed"]
+    list_filter = ["endpoint", "key"]
+    list_select_related = ["key"]
+    search_fields = ["reference", "key__name", "key__prefix"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @display(description=_("what changed"))
+    def changed(self, obj) -> str:
+        return "; ".join(
+            f"{entity}: " + ", ".join(f"{n} {action}" for action, n in actions.items())
+            for entity, actions in obj.summary.items()
+        )

@@ -39,3 +39,23 @@ class ApiKey(models.Model):
     def label(self) -> str:
         """How its writes are attributed in ledgers and events."""
         return f"API key {self.name} ({self.prefix})"
+
+
+class IntegrationWrite(models.Model):
+    """One write an API key made to the catalog or stock: which key, where, and what changed
+    (the counts of the import engine or the stock levels changed). Order moves are recorded in
+    the orders' own timeline under the key's name."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="writes")
+    endpoint = models.CharField(_("endpoint"), max_length=100)
+    reference = models.CharField(_("reference"), max_length=120, blank=True)
+    summary = models.JSONField(_("what changed"), default=dict)
+    created_at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("integration write")
+        verbose_name_plural = _("integration writes")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} by {self.key_id}"

@@ -12,9 +12,11 @@ import secrets
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.utils import timezone
 
-from backoffice.integrations.models import ApiKey, Scope
+from backoffice.integrations.models import ApiKey, IntegrationWrite, Scope
+from backoffice.inventory.services import Actor
 
 KEY_PREFIX = "bo"
 
@@ -62,3 +64,38 @@ def revoke_api_keys(*, key_ids: Iterable[int]) -> int:
     return ApiKey.objects.filter(pk__in=list(key_ids), revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+
+
+def _actor(key: ApiKey) -> Actor:
+    return Actor(label=key.label)
+
+
+def upsert_products(*, key: ApiKey, records, dry_run: bool, reference: str):
+    """Catalog writes by a key: the import engine, and a record of what it changed, in one
+    transaction (the write and its attribution land together or not at all)."""
+    from backoffice.imports.services import import_product_records
+
+    with transaction.atomic():
+        result = import_product_records(records, dry_run=dry_run, actor=_actor(key),
+                                        reference=reference)
+        if result.written:
+            IntegrationWrite.objects.create(
+                key=key, endpoint="products", reference=reference[:120],
+                summary={entity: dict(actions) for entity, actions in result.counts.items()},
+            )
+    return result
+
+
+def set_stock_levels(*, key: ApiKey, levels, reference: str) -> int:
+    """Counted stock levels from a key, recorded with how many changed (the ledger has each
+    movement under the key's name)."""
+    from backoffice.inventory.services import set_counted_levels
+
+    with transaction.atomic():
+        changed = set_counted_levels(levels, actor=_actor(key), reference=reference)
+        if changed:
+            IntegrationWrite.objects.create(
+                key=key, endpoint="stock", reference=reference[:120],
+                summary={"stock levels": {"received": len(levels), "changed": changed}},
+            )
+    return changed

@@ -17,14 +17,12 @@ from backoffice.imports.records import (
     parse_money,
     split_category_path,
 )
-from backoffice.imports.services import import_product_records
+from backoffice.integrations import services as integration_services
 from backoffice.integrations.models import Scope
 from backoffice.inventory.services import (
-    Actor,
     CountedLevel,
     StockError,
     UnknownStockPlaces,
-    set_counted_levels,
 )
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
@@ -67,8 +65,8 @@ def set_stock_levels(request: HttpRequest, payload: StockLevelsIn):
         for lv in payload.levels
     ]
     try:
-        changed = set_counted_levels(
-            levels, actor=Actor(label=request.auth.label), reference=payload.reference or "api"
+        changed = integration_services.set_stock_levels(
+            key=request.auth, levels=levels, reference=payload.reference or "api"
         )
     except UnknownStockPlaces as exc:
         errors = [
@@ -240,9 +238,8 @@ def upsert_products(request: HttpRequest, payload: ProductsIn, dry_run: bool = F
     records, rows, errors = _records(payload.products)
     if errors:
         raise ApiError(422, "validation_error", "Some values are not valid.", errors)
-    result = import_product_records(
-        records, dry_run=dry_run, actor=Actor(label=request.auth.label),
-        reference=payload.reference or "api",
+    result = integration_services.upsert_products(
+        key=request.auth, records=records, dry_run=dry_run, reference=payload.reference or "api",
     )
     if result.errors:
         raise ApiError(422, "validation_error", "Some products could not be taken.", [
