@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from backoffice.admin_records import ReadOnlyRecord
 from backoffice.integrations.models import ApiKey, IntegrationWrite, Scope
 from backoffice.integrations.services import create_api_key, revoke_api_keys
 
@@ -62,7 +63,7 @@ class ApiKeyAdmin(ModelAdmin):
 
 
 @admin.register(IntegrationWrite)
-class IntegrationWriteAdmin(ModelAdmin):
+class IntegrationWriteAdmin(ReadOnlyRecord, ModelAdmin):
     """What each key wrote, newest first: a record, never edited."""
 
     list_display = ["created_at", "key", "endpoint", "reference", "changed"]
@@ -71,14 +72,6 @@ class IntegrationWriteAdmin(ModelAdmin):
     search_fields = ["reference", "key__name", "key__prefix"]
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @display(description=_("what changed"))
     def changed(self, obj) -> str:

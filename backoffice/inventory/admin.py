@@ -22,6 +22,7 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import action, display
 
+from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import (
     STATUS_COLOURS,
     EstimatedCountPaginator,
@@ -130,7 +131,7 @@ class LowStockAdmin(StockAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(ModelAdmin):
+class StockMovementAdmin(ReadOnlyRecord, ModelAdmin):
     """The ledger: read-only, newest first."""
 
     list_display = [
@@ -162,14 +163,6 @@ class StockMovementAdmin(ModelAdmin):
             .select_related("stock__variant", "stock__warehouse", "actor")
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @display(description=_("SKU"), ordering="stock__variant__sku")
     def sku(self, obj: StockMovement) -> str:

@@ -59,6 +59,7 @@ from unfold.widgets import (
 )
 
 from backoffice.admin_navigation import _counted_once
+from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import EstimatedCountPaginator
 from backoffice.inventory.services import Actor
 from backoffice.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, quantize
@@ -352,20 +353,12 @@ class RefundForm(_LineQuantitiesForm):
 # --- Inlines (all read-only) -----------------------------------------------------------------
 
 
-class _ReadOnlyInline(TabularInline):
+class _ReadOnlyInline(ReadOnlyRecord, TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
     hide_title = True  # no per-row heading repeating the row's ``__str__``
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         # Part of the order: whoever may see the order sees them.

@@ -48,6 +48,7 @@ from unfold.contrib.filters.admin import BooleanRadioFilter, ChoicesDropdownFilt
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
 
+from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import EstimatedCountPaginator, format_money
 from backoffice.catalog.models import Category, Product
 from backoffice.orders.admin import SpreadsheetExportMixin, SpreadsheetXLSX
@@ -353,7 +354,7 @@ class CouponResource(resources.ModelResource):
 # --- The coupon admin -------------------------------------------------------------------------
 
 
-class RedemptionInline(TabularInline):
+class RedemptionInline(ReadOnlyRecord, TabularInline):
     model = CouponRedemption
     verbose_name_plural = _("redemptions")
     fields = ["created_at", "order_link", "email", "discount"]
@@ -367,14 +368,6 @@ class RedemptionInline(TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[CouponRedemption]:
         return super().get_queryset(request).select_related("order")
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm("promotions.view_coupon") or request.user.has_perm(
