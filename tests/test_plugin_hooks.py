@@ -296,7 +296,27 @@ def test_docs_and_tests_cover_every_hook():
         assert (spec.__doc__ or "").strip(), f"{name} has no docstring"
         assert f"#### `{name}`" in docs, f"{name} is not documented in docs/plugins.md"
         assert any(name in test for test in test_names), f"{name} has no test"
+        section = docs.split(f"#### `{name}`", 1)[1].split("\n#### ", 1)[0]
+        assert f"`{name}(" in section, f"docs/plugins.md gives no signature for {name}"
+        assert "```python" in section and f"def {name}(" in section, (
+            f"docs/plugins.md has no example for {name}")
     assert len(hookspecs.HOOK_NAMES) == 14
+
+
+# Events the platform declares before the code that fires them lands, and where it will.
+FIRED_LATER = {"payment_status_changed": "the payments issue (Payment and its status machine)"}
+
+
+def test_every_event_hook_is_fired_by_the_code():
+    source = "\n".join(
+        p.read_text() for p in (ROOT / "backoffice").rglob("*.py") if p.name != "hookspecs.py"
+    )
+    events = set(re.findall(r"^def (\w+)\(", (ROOT / "backoffice" / "hookspecs.py").read_text()
+                            .split("# --- Events", 1)[1].split("# --- Decisions", 1)[0],
+                            flags=re.MULTILINE))
+    assert len(events) == 7
+    for name in sorted(events - set(FIRED_LATER)):
+        assert re.search(rf"emit_event\(\s*\"{name}\"", source), f"nothing fires {name}"
 
 
 def test_register_schedules_become_django_q_schedules_while_the_plugin_is_on(

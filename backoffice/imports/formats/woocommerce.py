@@ -75,7 +75,7 @@ class WooCommerceFormat(ProductFormat):
             if kinds & {"grouped", "external"}:
                 kind = "grouped" if "grouped" in kinds else "external"
                 self.problems.warn(
-                    row, "Type", f"A {kind} product has nothing to buy here; skipped.",
+                    row, "Type", f"{kind.capitalize()} products have nothing to buy here; skipped.",
                     skipped=True,
                 )
                 continue
