@@ -185,12 +185,13 @@ def test_import_and_export_pages_keep_a_bounded_query_count(
                 {"row": 2, "sku": f"S{n}"}
             ]},
         )
-        ExportJob.objects.create(kind="stock", created_by=user)
+        export = ExportJob.objects.create(kind="stock", created_by=user)
     pages = [
         reverse("admin:imports_importjob_changelist"),
         reverse("admin:imports_importjob_change", args=[job.pk]),
         reverse("admin:imports_importjob_add"),
         reverse("admin:imports_exportjob_changelist"),
+        reverse("admin:imports_exportjob_change", args=[export.pk]),
         reverse("admin:imports_exportjob_add"),
     ]
     for url in pages:

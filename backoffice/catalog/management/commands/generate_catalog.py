@@ -1,8 +1,11 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from backoffice.catalog.demo import generate_catalog
+from backoffice.catalog.models import Category, Product, Variant
+from backoffice.inventory.models import Stock
 
 
 class Command(BaseCommand):
@@ -32,5 +35,15 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
+        if connection.vendor == "postgresql":
+            # Fresh statistics and visibility maps: until autovacuum comes by, the planner
+            # guesses the sizes of tables that just grew by 100k rows and index-only scans read
+            # the heap (measured on 100k products: a listing miss spent 102 ms in the database,
+            # 3 ms after VACUUM ANALYZE). VACUUM cannot run inside a transaction (tests).
+            command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
+            with connection.cursor() as cursor:
+                for model in (Category, Product, Variant, Stock):
+                    table = connection.ops.quote_name(model._meta.db_table)
+                    cursor.execute(f"{command} {table}")
         elapsed = time.perf_counter() - started
         self.stdout.write(self.style.SUCCESS(f"Generated {generated} in {elapsed:.1f} s."))
