@@ -30,6 +30,7 @@ import csv
 import os
 import resource
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -327,6 +328,7 @@ def main() -> None:
         write_taxonomy(taxonomy_path)
         report("google taxonomy (5,500)", _in_child(taxonomy, taxonomy_path))
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         if bench_db:
             from django.db import connections
 
