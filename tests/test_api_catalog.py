@@ -161,6 +161,14 @@ def test_option_and_attribute_names_are_keys_never_lookups(client, shop, query):
     assert response.json()["items"] == [], "an unknown key matches nothing"
 
 
+def test_a_key_with_lookup_characters_matches_as_the_key_it_is(client, shop):
+    Product.objects.filter(name="Blue Polo").update(
+        attributes={"material": "cotton", "fit__cut": "slim"})
+    refresh_listings()
+    assert names(listing(client, "attribute=fit__cut:slim")) == ["Blue Polo"]
+    assert names(listing(client, "attribute=fit__cut:wide")) == []
+
+
 @pytest.mark.parametrize(("ordering", "expected"), [
     ("price", ["Blue Polo", "Brass Lamp", "Rain Jacket"]),
     ("-price", ["Rain Jacket", "Brass Lamp", "Blue Polo"]),

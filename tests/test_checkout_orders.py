@@ -522,3 +522,60 @@ def test_one_order_that_cannot_be_cancelled_does_not_stop_the_expiry_job(shelf, 
     assert orders.expire_unpaid_orders(timezone.now() + timedelta(hours=2)) == 1
     assert Order.objects.get(pk=second.pk).status == OrderStatus.CANCELLED
     assert Order.objects.get(pk=first.pk).status == OrderStatus.PENDING_PAYMENT
+
+
+def test_units_a_pending_refund_covers_do_not_ship_until_it_settles(shelf):
+    small, mug = shelf
+    order, _ = place_order(cart_with(("MUG", 3)), request(), idempotency_key="hold")
+    orders.mark_paid(order)
+    line = order.lines.get()
+    pending = orders.record_refund(order, orders.RefundRequest(lines={line.pk: 2}, restock=True),
+                                   status="pending")
+    with pytest.raises(orders.OrderError) as refused:
+        orders.create_shipment(order, orders.ShipmentRequest(lines={line.pk: 2}))
+    assert refused.value.code == "too_many" and "pending refund" in str(refused.value)
+    orders.create_shipment(order, orders.ShipmentRequest())  # ships the one unit not refunded
+    assert order.lines.get().quantity_shipped == 1
+    orders.settle_refund(pending, succeeded=True)
+    # The two refunded units never left: their allocation is released, nothing is "restocked".
+    assert levels(mug) == [("main", 9, 0)]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_REFUNDED
+    orders.mark_delivered(order)  # everything left has shipped: it can be delivered
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
+
+
+def test_an_order_never_paid_has_nothing_to_refund(shelf):
+    order, _ = place_order(cart_with(("MUG", 2)), request(), idempotency_key="np")
+    orders.cancel_order(order)
+    for refund in (orders.RefundRequest(lines={order.lines.get().pk: 2}),
+                   orders.RefundRequest(amount=Decimal("10.00"))):
+        with pytest.raises(orders.OrderError) as refused:
+            orders.record_refund(order, refund)
+        assert refused.value.code == "not_paid"
+    order.refresh_from_db()
+    assert order.refunded_total == Decimal("0.00") and not order.refunds.exists()
+
+
+def test_a_refund_status_that_is_not_ours_is_refused(shelf):
+    order, _ = place_order(cart_with(("MUG", 1)), request(), idempotency_key="st")
+    orders.mark_paid(order)
+    with pytest.raises(orders.OrderError) as refused:
+        orders.record_refund(order, orders.RefundRequest(), status="canceled")
+    assert refused.value.code == "invalid_status"
+    assert not order.refunds.exists()
+
+
+def test_a_refunded_order_in_transit_still_records_its_delivery(shelf):
+    order, _ = place_order(cart_with(("MUG", 1)), request(), idempotency_key="tr")
+    orders.mark_paid(order)
+    shipment = orders.create_shipment(order, orders.ShipmentRequest(carrier="DHL"))
+    orders.record_refund(order, orders.RefundRequest())
+    orders.mark_delivered(order, shipment_id=shipment.pk)
+    shipment.refresh_from_db()
+    order.refresh_from_db()
+    assert shipment.delivered_at is not None and order.status == OrderStatus.REFUNDED
+    events = order.events.count()
+    orders.mark_delivered(order)  # nothing left to arrive: nothing written
+    assert order.events.count() == events

@@ -843,7 +843,12 @@ def _import_price_rows(
 ) -> None:
     """Native prices file: sku, price, and optionally compare_at_price and cost_price (an empty
     cell clears them; a missing column leaves them as they are)."""
-    from backoffice.catalog.services import KEEP, VariantPrices, set_variant_prices
+    from backoffice.catalog.services import (
+        KEEP,
+        PriceChangeError,
+        VariantPrices,
+        set_variant_prices,
+    )
 
     index = {name: i for i, name in enumerate(header)}
     places = currency_exponent()
@@ -906,12 +911,19 @@ def _import_price_rows(
         if (values["price"], new_compare, new_cost) == (price, compare_at, cost):
             result.count("prices", "unchanged")
             continue
-        prices.append(VariantPrices(pk, values["price"], new_compare, new_cost))
+        # KEEP goes to the service as it is: it reads the kept value under the row lock.
+        prices.append(VariantPrices(pk, values["price"], values["compare_at_price"],
+                                    values["cost_price"]))
         result.count("prices", "updated")
     _finish(problems, result)
     if result.errors or dry_run:
         return
-    set_variant_prices(prices)
+    try:
+        set_variant_prices(prices)
+    except PriceChangeError as exc:  # a compare-at price changed by someone since the check
+        problems.error(0, "", str(exc))
+        _finish(problems, result)
+        return
     result.written = True
 
 

@@ -199,7 +199,8 @@ def bulk_set_stock_levels(
         return 0
     if any(quantity < 0 for quantity in wanted.values()):
         raise StockError("A stock level cannot be negative.")
-    variant_ids = list({variant_id for variant_id, _ in wanted})
+    # Sorted: where the lookup falls back to chunks, rows are still locked in key order.
+    variant_ids = sorted({variant_id for variant_id, _ in wanted})
     existing = {
         (stock.variant_id, stock.warehouse_id): stock
         for queryset in key_chunks(Stock.objects.select_for_update(), "variant", variant_ids)

@@ -242,8 +242,13 @@ def create_shipment(
     if order.status not in SHIPPABLE_STATUSES:
         raise IllegalTransition(order.status, OrderStatus.SHIPPED)
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
+    # Units a pending refund covers wait for the provider's answer: refunds take unshipped
+    # units first, so shipping them now would hand over goods that are being paid back.
+    pending = _pending_line_quantities(order)
+    shippable = {pk: max(line.quantity_to_ship - pending.get(pk, 0), 0)
+                 for pk, line in lines.items()}
     wanted = dict(request.lines) if request.lines else {
-        pk: line.quantity_to_ship for pk, line in lines.items() if line.quantity_to_ship
+        pk: quantity for pk, quantity in shippable.items() if quantity
     }
     wanted = {pk: qty for pk, qty in wanted.items() if qty}
     if not wanted:
@@ -251,9 +256,10 @@ def create_shipment(
     for pk, quantity in wanted.items():
         if pk not in lines:
             raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
-        if quantity < 0 or quantity > lines[pk].quantity_to_ship:
+        if quantity < 0 or quantity > shippable[pk]:
             raise OrderError(
-                f"{lines[pk].sku}: {lines[pk].quantity_to_ship} left to ship, not {quantity}.",
+                f"{lines[pk].sku}: {shippable[pk]} left to ship, not {quantity}"
+                + (f" ({pending[pk]} wait for a pending refund)." if pending.get(pk) else "."),
                 "too_many",
             )
     taken = _take_allocations(order, wanted)
@@ -291,7 +297,15 @@ def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: in
     """Delivered: every shipment (or one) gets its delivery time; the order moves to
     *delivered* once everything it ships has shipped and every shipment has arrived."""
     order = _lock(order)
-    if shipment_id is None and order.status != OrderStatus.DELIVERED:
+    if order.status in {OrderStatus.DELIVERED, OrderStatus.REFUNDED}:
+        # Nothing to move: still note when shipments arrive (a refunded order in transit).
+        arrived = Shipment.objects.filter(order=order, delivered_at__isnull=True)
+        if shipment_id is not None:
+            arrived = arrived.filter(pk=shipment_id)
+        if arrived.update(delivered_at=timezone.now()):
+            _event(order, OrderEvent.Kind.SHIPMENT, actor, note or "Shipment arrived.")
+        return order
+    if shipment_id is None:
         check_move(order.status, OrderStatus.DELIVERED)
     shipments = Shipment.objects.filter(order=order, delivered_at__isnull=True)
     if shipment_id is not None:
@@ -351,12 +365,18 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
     its amount against further refunds and takes effect with ``settle_refund``; ``failed`` is
     recorded for the timeline and changes nothing else.
     """
+    if status not in Refund.Status.values:
+        raise OrderError(f"{status!r} is not a refund status (use one of "
+                         f"{', '.join(Refund.Status.values)}).", "invalid_status")
     order = _lock(order)
     if order.status not in REFUNDABLE_STATUSES:
         raise OrderError(
             f"An order that is {order.get_status_display().lower()} has nothing to refund.",
             "not_refundable",
         )
+    if order.paid_at is None:
+        raise OrderError("Nothing has been paid for this order, so nothing can be refunded.",
+                         "not_paid")
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
     wanted = {pk: qty for pk, qty in (request.lines or {}).items() if qty}
     pending_lines = _pending_line_quantities(order)
@@ -494,6 +514,8 @@ def _shipped_from(line: OrderLine, quantity: int) -> list[Placement]:
 
 def attach_guest_orders(user: AbstractBaseUser) -> int:
     """An account whose email is verified takes over the guest orders placed with it."""
+    if not user.email:
+        return 0
     guest = Order.objects.filter(user__isnull=True, email__iexact=user.email)
     order_ids = list(guest.values_list("pk", flat=True))
     attached = Order.objects.filter(pk__in=order_ids).update(user=user)
