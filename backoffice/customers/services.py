@@ -242,24 +242,30 @@ def request_password_reset(*, email: str) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     link = settings.PASSWORD_RESET_URL.format(uid=uid, token=token)
-    transaction.on_commit(lambda: async_task(
-        "backoffice.customers.services.send_password_reset_email", user.email, link,
-        task_name=f"password-reset-{user.pk}",
-    ))
-
-
-def send_password_reset_email(email: str, link: str) -> None:
-    """The job: send the reset link (raises on a mail failure, so the job retries)."""
-    send_mail(
+    _mail_after_commit(
+        user, task_name=f"password-reset-{user.pk}",
         subject=f"Reset your {settings.STORE_NAME} password",
-        message=(
+        body=(
             f"Someone asked to reset the password of your {settings.STORE_NAME} account.\n\n"
             f"To choose a new password, open:\n{link}\n\n"
             "If it was not you, ignore this email: your password stays as it is."
         ),
-        from_email=None,
-        recipient_list=[email],
     )
+
+
+def _mail_after_commit(user: AbstractBaseUser, *, task_name: str, subject: str,
+                       body: str) -> None:
+    """Queue an account email once the transaction commits (a job: retried on mail failure)."""
+    email = user.email
+    transaction.on_commit(lambda: async_task(
+        "backoffice.customers.services.send_account_email", email, subject, body,
+        task_name=task_name,
+    ))
+
+
+def send_account_email(email: str, subject: str, body: str) -> None:
+    """The job: send one account email (raises on a mail failure, so the job retries)."""
+    send_mail(subject=subject, message=body, from_email=None, recipient_list=[email])
 
 
 @transaction.atomic
@@ -306,26 +312,17 @@ def request_email_verification(*, user: AbstractBaseUser) -> bool:
     link = settings.EMAIL_VERIFICATION_URL.format(
         uid=uid, token=email_verification_tokens.make_token(user)
     )
-    transaction.on_commit(lambda: async_task(
-        "backoffice.customers.services.send_email_verification_email", user.email, link,
-        task_name=f"email-verification-{user.pk}",
-    ))
-    return True
-
-
-def send_email_verification_email(email: str, link: str) -> None:
-    """The job: send the confirmation link (raises on a mail failure, so the job retries)."""
-    send_mail(
+    _mail_after_commit(
+        user, task_name=f"email-verification-{user.pk}",
         subject=f"Confirm your email for {settings.STORE_NAME}",
-        message=(
+        body=(
             f"Welcome to {settings.STORE_NAME}.\n\n"
             f"To confirm that this address is yours, open:\n{link}\n\n"
             "Orders you placed as a guest with this email then appear in your account. "
             "If you did not make an account, ignore this email."
         ),
-        from_email=None,
-        recipient_list=[email],
     )
+    return True
 
 
 def _user_from_uid(uid: str) -> AbstractBaseUser | None:
