@@ -531,6 +531,9 @@ def test_units_a_pending_refund_covers_do_not_ship_until_it_settles(shelf):
     line = order.lines.get()
     pending = orders.record_refund(order, orders.RefundRequest(lines={line.pk: 2}, restock=True),
                                    status="pending")
+    assert orders.shippable_quantities(order, {line.pk: line}) == {line.pk: 1}
+    assert orders.refundable_quantities(order, {line.pk: line}) == {line.pk: 1}
+    assert orders.refundable_amount(order) == order.total - Decimal("600.00")
     with pytest.raises(orders.OrderError) as refused:
         orders.create_shipment(order, orders.ShipmentRequest(lines={line.pk: 2}))
     assert refused.value.code == "too_many" and "pending refund" in str(refused.value)

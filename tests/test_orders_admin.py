@@ -143,8 +143,8 @@ def _budgets(placed: list[Order]) -> dict[str, int]:
         change_url(unpaid): 13,
         f"{ORDERS}{full.pk}/packing-slip/": 4,
         f"{ORDERS}{full.pk}/invoice/": 4,
-        f"{ORDERS}{placed[1].pk}/ship/": 7,
-        f"{ORDERS}{full.pk}/refund/": 7,
+        f"{ORDERS}{placed[1].pk}/ship/": 8,  # + the pending refunds that hold units back
+        f"{ORDERS}{full.pk}/refund/": 9,  # + pending refunds' amount and lines
         f"{ORDERS}{unpaid.pk}/cancel/": 6,
         f"{ORDERS}{unpaid.pk}/note/": 6,
         f"{ORDERS}export/": 8,

@@ -19,6 +19,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 
+from backoffice.bulk import key_chunks
 from backoffice.catalog.models import CATEGORY_PATH_SEPARATOR, Category, Product, Variant
 from backoffice.money import quantize
 
@@ -129,7 +130,12 @@ def set_variant_prices(prices: Iterable[VariantPrices]) -> int:
     refused (``PriceChangeError``) and nothing is written. Returns the variants changed."""
     wanted = {p.variant_id: p for p in prices}
     changed = []
-    for variant in Variant.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk"):
+    locked = (
+        variant
+        for queryset in key_chunks(Variant.objects.select_for_update(), "id", sorted(wanted))
+        for variant in queryset.order_by("pk")
+    )
+    for variant in locked:
         new = wanted[variant.pk]
         compare_at = (variant.compare_at_price if new.compare_at_price is KEEP
                       else new.compare_at_price)

@@ -804,13 +804,13 @@ def _import_stock_rows(
         wanted[(sku, warehouse_id)] = (quantity, row)
     skus = list({sku for sku, _ in wanted})
     variant_ids = {}
-    for chunk in chunked(skus):
-        variant_ids.update(Variant.objects.filter(sku__in=chunk).values_list("sku", "id"))
+    for queryset in key_chunks(Variant.objects.all(), "sku", skus):
+        variant_ids.update(queryset.values_list("sku", "id"))
     current = {}
-    for chunk in chunked(list(variant_ids.values())):
-        for variant_id, warehouse_id, quantity, allocated in Stock.objects.filter(
-            variant_id__in=chunk
-        ).values_list("variant_id", "warehouse_id", "quantity", "quantity_allocated"):
+    for queryset in key_chunks(Stock.objects.all(), "variant", list(variant_ids.values())):
+        for variant_id, warehouse_id, quantity, allocated in queryset.values_list(
+            "variant_id", "warehouse_id", "quantity", "quantity_allocated"
+        ):
             current[(variant_id, warehouse_id)] = (quantity, allocated)
     levels = []
     for (sku, warehouse_id), (quantity, row) in wanted.items():

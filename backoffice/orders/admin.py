@@ -302,6 +302,8 @@ class _LineQuantitiesForm(forms.Form):
 
 
 class ShipmentForm(_LineQuantitiesForm):
+    """``shippable``: ``{line id: units}`` from ``services.shippable_quantities``."""
+
     carrier = forms.CharField(label=_("Carrier"), max_length=120, required=False,
                               widget=UnfoldAdminTextInputWidget)
     tracking_number = forms.CharField(label=_("Tracking number"), max_length=120,
@@ -309,11 +311,13 @@ class ShipmentForm(_LineQuantitiesForm):
     tracking_url = forms.URLField(label=_("Tracking URL"), max_length=500, required=False,
                                   assume_scheme="https", widget=UnfoldAdminURLInputWidget)
 
-    def __init__(self, *args, lines: Iterable[OrderLine], **kwargs) -> None:
+    def __init__(self, *args, lines: Iterable[OrderLine], shippable: dict[int, int],
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Everything left to ship, unless the clerk lowers a quantity.
-        self.add_line_fields(lines, most=lambda ln: ln.quantity_to_ship,
-                             initial=lambda ln: ln.quantity_to_ship)
+        # Everything that may ship now (services.shippable_quantities), unless the clerk
+        # lowers a quantity.
+        self.add_line_fields(lines, most=lambda ln: shippable[ln.pk],
+                             initial=lambda ln: shippable[ln.pk])
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -338,10 +342,10 @@ class RefundForm(_LineQuantitiesForm):
     reason = forms.CharField(label=_("Reason"), max_length=255, required=False,
                              widget=UnfoldAdminTextInputWidget)
 
-    def __init__(self, *args, lines: Iterable[OrderLine], **kwargs) -> None:
+    def __init__(self, *args, lines: Iterable[OrderLine], refundable: dict[int, int],
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.add_line_fields(lines, most=lambda ln: ln.quantity - ln.quantity_refunded,
-                             initial=lambda ln: 0)
+        self.add_line_fields(lines, most=lambda ln: refundable[ln.pk], initial=lambda ln: 0)
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -910,7 +914,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def create_shipment(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
         lines = list(order.lines.all())
-        form = ShipmentForm(request.POST if request.method == "POST" else None, lines=lines)
+        form = ShipmentForm(request.POST if request.method == "POST" else None, lines=lines,
+                            shippable=services.shippable_quantities(
+                                order, {line.pk: line for line in lines}))
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -944,7 +950,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def record_refund(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
         lines = list(order.lines.all())
-        form = RefundForm(request.POST if request.method == "POST" else None, lines=lines)
+        form = RefundForm(request.POST if request.method == "POST" else None, lines=lines,
+                          refundable=services.refundable_quantities(
+                              order, {line.pk: line for line in lines}))
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -962,7 +970,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                 messages.success(request, _("Refund of %(amount)s recorded.")
                                  % {"amount": money(refund.amount, order.currency)})
                 return self._back(order)
-        left = money(order.total - order.refunded_total, order.currency)
+        left = money(services.refundable_amount(order), order.currency)
         return self._render(
             request, order, "admin/orders/order/line_form.html", title=_("Record refund"),
             form=form, submit=_("Record refund"), quantity_label=_("to refund"),

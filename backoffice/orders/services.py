@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "IllegalTransition", "OrderError", "cancel_order", "create_shipment", "expire_unpaid_orders",
     "mark_delivered", "record_refund", "settle_refund", "transition", "add_note",
-    "attach_guest_orders", "move_to",
+    "attach_guest_orders", "move_to", "refundable_amount", "refundable_quantities",
+    "shippable_quantities",
 ]
 
 
@@ -242,11 +243,7 @@ def create_shipment(
     if order.status not in SHIPPABLE_STATUSES:
         raise IllegalTransition(order.status, OrderStatus.SHIPPED)
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
-    # Units a pending refund covers wait for the provider's answer: refunds take unshipped
-    # units first, so shipping them now would hand over goods that are being paid back.
-    pending = _pending_line_quantities(order)
-    shippable = {pk: max(line.quantity_to_ship - pending.get(pk, 0), 0)
-                 for pk, line in lines.items()}
+    shippable = shippable_quantities(order, lines)
     wanted = dict(request.lines) if request.lines else {
         pk: quantity for pk, quantity in shippable.items() if quantity
     }
@@ -259,7 +256,8 @@ def create_shipment(
         if quantity < 0 or quantity > shippable[pk]:
             raise OrderError(
                 f"{lines[pk].sku}: {shippable[pk]} left to ship, not {quantity}"
-                + (f" ({pending[pk]} wait for a pending refund)." if pending.get(pk) else "."),
+                + (" (the rest waits for a pending refund)."
+                   if shippable[pk] < lines[pk].quantity_to_ship else "."),
                 "too_many",
             )
     taken = _take_allocations(order, wanted)
@@ -345,11 +343,28 @@ def _line_value(line: OrderLine, quantity: int) -> Decimal:
     return quantize(line.total * quantity / line.quantity)
 
 
-def _pending_refunds(order: Order) -> Decimal:
-    return sum(
+def shippable_quantities(order: Order, lines: Mapping[int, OrderLine]) -> dict[int, int]:
+    """``{line id: units that may ship now}``: what is left to ship, less the units a pending
+    refund covers (refunds take unshipped units first, so they wait for the provider)."""
+    pending = _pending_line_quantities(order)
+    return {pk: max(line.quantity_to_ship - pending.get(pk, 0), 0) for pk, line in lines.items()}
+
+
+def refundable_quantities(order: Order, lines: Mapping[int, OrderLine]) -> dict[int, int]:
+    """``{line id: units that may still be refunded}``, pending refunds counted."""
+    pending = _pending_line_quantities(order)
+    return {pk: line.quantity - line.quantity_refunded - pending.get(pk, 0)
+            for pk, line in lines.items()}
+
+
+def refundable_amount(order: Order) -> Decimal:
+    """Money that may still be refunded: the total, less what was refunded and what pending
+    refunds hold."""
+    pending = sum(
         (r.amount for r in Refund.objects.filter(order=order, status=Refund.Status.PENDING)),
         Decimal("0"),
     )
+    return order.total - order.refunded_total - pending
 
 
 @transaction.atomic
@@ -379,17 +394,16 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
                          "not_paid")
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
     wanted = {pk: qty for pk, qty in (request.lines or {}).items() if qty}
-    pending_lines = _pending_line_quantities(order)
+    refundable = refundable_quantities(order, lines)
     for pk, quantity in wanted.items():
         line = lines.get(pk)
         if line is None:
             raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
-        refundable = line.quantity - line.quantity_refunded - pending_lines.get(pk, 0)
-        if quantity < 0 or quantity > refundable:
+        if quantity < 0 or quantity > refundable[pk]:
             raise OrderError(
-                f"{line.sku}: {refundable} can be refunded, not {quantity}.", "too_many",
+                f"{line.sku}: {refundable[pk]} can be refunded, not {quantity}.", "too_many",
             )
-    left = order.total - order.refunded_total - _pending_refunds(order)
+    left = refundable_amount(order)
     if request.amount is not None:
         amount = quantize(request.amount)
     elif wanted:
