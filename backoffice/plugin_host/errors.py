@@ -37,3 +37,13 @@ class ShippingRateError(PluginError):
 
 class WebhookVerificationError(PluginError):
     """Raised by a payment provider: the webhook is not genuine; it must change nothing."""
+
+
+class PaymentProviderError(PluginError):
+    """Raised by a payment provider that refuses a request (invalid phone number, amount it
+    cannot take, refund larger than the charge...). ``message`` is for the customer or clerk,
+    ``code`` for programs. Temporary failures (timeouts, 5xx) are other exceptions."""
+
+    def __init__(self, message: str, code: str = "provider_refused") -> None:
+        super().__init__(message)
+        self.code = code

@@ -23,8 +23,23 @@ PaymentStatus = Literal[
 
 
 @dataclass(frozen=True)
+class PaymentLine:
+    """One line of what is paid for, as the customer sees it: ``amount`` is the line's total
+    (its coupon share taken off); the lines of a request add up to its ``amount``."""
+
+    name: str
+    quantity: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class PaymentRequest:
-    """What a provider needs to start taking a payment."""
+    """What a provider needs to start taking a payment.
+
+    ``idempotency_key`` is the same every time this payment is started again (a retried job, a
+    customer pressing twice): pass it to providers that take one. ``callback_url`` is where the
+    provider's webhooks for this store go (``/api/v1/payments/webhooks/<code>/``).
+    """
 
     payment_id: int
     order_number: str
@@ -38,6 +53,7 @@ class PaymentRequest:
     cancel_url: str = ""
     callback_url: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    lines: Sequence[PaymentLine] = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,17 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class ProviderEvent:
-    """One verified event from a provider. ``event_id`` is unique per provider (replays no-op)."""
+    """One event from a provider's webhook. ``event_id`` is unique per provider: the same id
+    again is a replay and changes nothing.
+
+    The payment is found by ``provider_reference`` (what ``initiate`` returned), else by
+    ``provider_payment_id`` (the provider's id of the money itself: a Stripe PaymentIntent, an
+    M-Pesa receipt), else by ``payment_id`` (ours, when the provider echoes metadata back).
+    ``amount`` and ``currency`` are what the provider says was paid; a success whose amount or
+    currency differs from the payment's is refused. For refunds, ``amount_refunded`` is the
+    provider's running total refunded on the payment and ``refund_ids`` the refunds it knows
+    of. ``message`` says why, for a failure (shown to staff and the customer).
+    """
 
     event_id: str
     provider_reference: str
@@ -76,23 +102,35 @@ class ProviderEvent:
     amount: Decimal | None = None
     currency: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    provider_payment_id: str = ""
+    payment_id: int | None = None
+    amount_refunded: Decimal | None = None
+    refund_ids: Sequence[str] = ()
+    message: str = ""
 
 
 @dataclass(frozen=True)
 class ProviderPaymentStatus:
+    """Where a payment stands, as the provider answers a query (reconciliation)."""
+
     status: PaymentStatus
     amount: Decimal | None = None
     currency: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    provider_payment_id: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
 class RefundRequest:
+    """Give back ``amount`` of a settled payment. ``idempotency_key`` is one per refund."""
+
     provider_reference: str
     amount: Decimal
     currency: str
     idempotency_key: str
     reason: str = ""
+    provider_payment_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,8 +144,17 @@ class RefundResult:
 class PaymentProvider(Protocol):
     """A way to get paid. Payments are routed to exactly one provider by ``code``.
 
-    Optional: ``unpaid_orders_expire`` (default True): False for methods paid on delivery, whose
-    orders hold their stock until staff act rather than for the payment window.
+    Optional attributes:
+
+    - ``unpaid_orders_expire`` (default True): False for methods paid on delivery, whose orders
+      hold their stock until staff act rather than for the payment window.
+    - ``confirm_webhooks`` (default False): True when a webhook is only a signal (unsigned
+      M-Pesa callbacks, Chapa's advice to verify): before a webhook's success is believed, the
+      platform asks ``query_status`` and acts on that answer.
+
+    Errors: raise ``PaymentProviderError`` when the provider refuses (a bad phone number, an
+    amount it cannot take): the customer or clerk sees its message. Any other exception (a
+    timeout, a 5xx) is temporary: nothing is recorded as failed, and the call is retried.
     """
 
     code: str
@@ -220,7 +267,8 @@ class ScheduledJob:
 
 __all__ = [
     "ConfigField", "DashboardWidget", "DeliveryResult", "NextAction", "Notification",
-    "NotificationChannel", "PaymentInitiation", "PaymentProvider", "PaymentRequest",
+    "NotificationChannel", "PaymentInitiation", "PaymentLine", "PaymentProvider",
+    "PaymentRequest",
     "PaymentStatus", "ProviderEvent", "ProviderPaymentStatus", "RefundRequest", "RefundResult",
     "ScheduledJob", "ShippingMethod", "ShippingRate", "ShippingRequest", "WebhookRequest",
 ]
