@@ -38,6 +38,8 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
                 "orders.order",
                 badge="backoffice.orders.admin.orders_to_fulfil_badge",
             ),
+            SidebarItem(_("Payments"), "payments", "payments.payment"),
+            SidebarItem(_("Payment events"), "webhook", "payments.paymentevent"),
             SidebarItem(_("Coupons"), "sell", "promotions.coupon"),
         ],
     ),

@@ -52,3 +52,20 @@ def check_shared_cache(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def check_public_url(app_configs, **kwargs):
+    """Providers post webhooks to PUBLIC_URL; M-Pesa refuses a callback that is not https, and a
+    plain-http callback would carry its secret token in the clear."""
+    url = getattr(settings, "PUBLIC_URL", "")
+    if not url.startswith("https://"):
+        return [
+            Warning(
+                f"PUBLIC_URL is {url!r}: payment providers would send their webhooks there.",
+                hint="Set PUBLIC_URL to the public https address of this back office, e.g. "
+                     "https://backoffice.example.com.",
+                id="backoffice.W002",
+            )
+        ]
+    return []

@@ -40,6 +40,12 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         minutes=1,
     ),
     ScheduledJob(
+        # Lost webhooks, M-Pesa callbacks that never come, provider timeouts.
+        name="Reconcile pending payments",
+        func="backoffice.payments.tasks.reconcile_payments",
+        minutes=2,
+    ),
+    ScheduledJob(
         # Retries failed plugin deliveries and picks up any whose enqueue was lost.
         name="Deliver plugin events",
         func="backoffice.plugin_host.events.retry_due_deliveries",

@@ -73,6 +73,23 @@ STORE_NAME = env_str("STORE_NAME", "Back office")
 STORE_CURRENCY = env_str("STORE_CURRENCY", "USD").upper()
 # Unpaid orders hold their stock this long, then a job cancels them (not cash on delivery).
 ORDER_PAYMENT_WINDOW_MINUTES = env_int("ORDER_PAYMENT_WINDOW_MINUTES", 60)
+# Payments. Where providers reach this back office (webhooks, M-Pesa's callback): the public
+# https address of the API in production.
+PUBLIC_URL = env_str("PUBLIC_URL", "http://localhost:8000").rstrip("/")
+# Where a provider's hosted page sends the customer back ({order_number}, {payment_id} and
+# {order_token} are filled in): pages of the storefront.
+PAYMENT_RETURN_URL = env_str(
+    "PAYMENT_RETURN_URL",
+    "http://localhost:3000/orders/{order_number}/payment?payment={payment_id}",
+)
+PAYMENT_CANCEL_URL = env_str(
+    "PAYMENT_CANCEL_URL",
+    "http://localhost:3000/orders/{order_number}/payment?payment={payment_id}&cancelled=1",
+)
+# A payment still open this long is asked about at its provider (covers lost webhooks and
+# M-Pesa callbacks that never come); after PAYMENT_ABANDON_AFTER_HOURS it is given up.
+PAYMENT_RECONCILE_AFTER_MINUTES = env_int("PAYMENT_RECONCILE_AFTER_MINUTES", 5)
+PAYMENT_ABANDON_AFTER_HOURS = env_int("PAYMENT_ABANDON_AFTER_HOURS", 24)
 # Order numbers are this plus the order's id (10001, 10002...).
 ORDER_NUMBER_START = env_int("ORDER_NUMBER_START", 10000)
 # Unpublish products once every active variant is sold out (a scheduled job).
@@ -105,6 +122,7 @@ INSTALLED_APPS = [
     "backoffice.integrations",
     "backoffice.checkout",
     "backoffice.orders",
+    "backoffice.payments",
     "backoffice.promotions",
     "backoffice.imports",
 ]

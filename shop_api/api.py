@@ -16,6 +16,7 @@ from shop_api.routers import (
     integration_orders,
     integrations,
     orders,
+    payments,
     reviews,
 )
 
@@ -60,6 +61,7 @@ api.add_router("/", integration_orders.router)
 api.add_router("/", cart.router)
 api.add_router("/", checkout.router)
 api.add_router("/", orders.router)
+api.add_router("/", payments.router)
 mount_plugin_routers(api)
 
 

@@ -139,12 +139,13 @@ def _budgets(placed: list[Order]) -> dict[str, int]:
         f"{ORDERS}?q=TEE-S": 10,
         f"{ORDERS}?q=buyer1": 10,
         f"{ORDERS}?q=%23{full.number}": 11,  # the number is looked up first
-        change_url(full): 13,
-        change_url(unpaid): 13,
+        change_url(full): 14,  # + its payments
+        change_url(unpaid): 14,
         f"{ORDERS}{full.pk}/packing-slip/": 4,
         f"{ORDERS}{full.pk}/invoice/": 4,
         f"{ORDERS}{placed[1].pk}/ship/": 8,  # + the pending refunds that hold units back
-        f"{ORDERS}{full.pk}/refund/": 9,  # + pending refunds' amount and lines
+        # + pending refunds' amount and lines, and the payment it goes back to
+        f"{ORDERS}{full.pk}/refund/": 10,
         f"{ORDERS}{unpaid.pk}/cancel/": 6,
         f"{ORDERS}{unpaid.pk}/note/": 6,
         f"{ORDERS}export/": 8,

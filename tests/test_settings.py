@@ -28,7 +28,8 @@ def load_settings(monkeypatch, tmp_path, **env: str) -> dict:
 
 
 def production_env() -> dict[str, str]:
-    return {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "shop.example.com"}
+    return {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "shop.example.com",
+            "PUBLIC_URL": "https://shop.example.com"}
 
 
 def test_defaults_run_on_sqlite_file_cache_and_orm_broker(monkeypatch, tmp_path):

@@ -80,6 +80,8 @@ from backoffice.orders.status import (
     OrderStatus,
     can_move,
 )
+from backoffice.payments import services as payments
+from backoffice.payments.models import Payment
 from backoffice.plugin_host.services import payment_providers, shipping_methods
 
 STATUS_COLOURS = {
@@ -96,7 +98,7 @@ STATUS_COLOURS = {
 TO_FULFIL = (OrderStatus.PAID, OrderStatus.PROCESSING)
 # At most this many refusals are listed one by one after a bulk action.
 MAX_ERROR_MESSAGES = 10
-ORDER_ERRORS = (services.OrderError, IllegalTransition)
+ORDER_ERRORS = (services.OrderError, IllegalTransition, payments.PaymentError)
 
 
 def money(amount: Decimal | None, currency: str) -> str:
@@ -341,6 +343,11 @@ class RefundForm(_LineQuantitiesForm):
     )
     reason = forms.CharField(label=_("Reason"), max_length=255, required=False,
                              widget=UnfoldAdminTextInputWidget)
+    by_hand = forms.BooleanField(
+        label=_("Given back by hand"), required=False, widget=UnfoldBooleanSwitchWidget,
+        help_text=_("The money went back outside the back office (cash, an M-Pesa reversal, "
+                    "the provider's dashboard): record it without asking the provider."),
+    )
 
     def __init__(self, *args, lines: Iterable[OrderLine], refundable: dict[int, int],
                  **kwargs) -> None:
@@ -430,6 +437,24 @@ class RefundInline(_ReadOnlyInline):
     @display(description=_("items"))
     def items(self, obj: Refund) -> str:
         return _items(obj.lines.all()) or "-"
+
+
+class PaymentInline(_ReadOnlyInline):
+    model = Payment
+    fields = ["created_at", "provider", "amount_display", "status", "provider_reference",
+              "provider_payment_id", "message"]
+    readonly_fields = fields
+    ordering = ["created_at", "id"]
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Payment]:
+        return super().get_queryset(request).select_related("order")
+
+    @display(description=_("amount"))
+    def amount_display(self, obj: Payment) -> str:
+        refunded = (f" ({_('refunded')} {money(obj.amount_refunded, obj.currency)})"
+                    if obj.amount_refunded else "")
+        return money(obj.amount, obj.currency) + refunded
 
 
 class OrderEventInline(_ReadOnlyInline):
@@ -605,7 +630,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    inlines = [OrderLineInline, ShipmentInline, RefundInline, OrderEventInline]
+    inlines = [OrderLineInline, PaymentInline, ShipmentInline, RefundInline, OrderEventInline]
     actions = ["mark_processing", "mark_paid", "mark_delivered", "cancel_orders"]
     actions_detail = [
         {"title": _("Status"), "icon": "sync_alt", "items": [
@@ -733,7 +758,8 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
 
     @action(description=_("Mark paid (cash, transfer)"), permissions=["fulfil"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._each(request, queryset, lambda pk, actor: services.mark_paid(pk, actor=actor),
+        self._each(request, queryset,
+                   lambda pk, actor: payments.record_manual_payment(pk, actor=actor),
                    _("%(count)d orders marked paid."))
 
     @action(description=_("Mark delivered"), permissions=["fulfil"])
@@ -869,7 +895,8 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             request, object_id, title=_("Mark paid"),
             question=_("The money for this order has been received in full (cash, transfer)."),
             submit=_("Mark paid"),
-            run=lambda order, note, actor: services.mark_paid(order.pk, actor=actor, note=note),
+            run=lambda order, note, actor: payments.record_manual_payment(order.pk, actor=actor,
+                                                                          note=note),
             success=_("Order %(number)s marked paid."),
         )
 
@@ -956,26 +983,37 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                refund = services.record_refund(
+                refund = payments.refund_order(
                     order.pk,
                     services.RefundRequest(
                         amount=data["amount"], lines=form.quantities() or None,
                         restock=data["restock"], reason=data["reason"],
                     ),
-                    actor=self._actor(request),
+                    actor=self._actor(request), by_hand=data["by_hand"],
                 )
             except ORDER_ERRORS as error:
                 messages.error(request, str(error))
             else:
-                messages.success(request, _("Refund of %(amount)s recorded.")
-                                 % {"amount": money(refund.amount, order.currency)})
+                amount = money(refund.amount, order.currency)
+                if refund.status == refund.Status.PENDING:
+                    messages.warning(request, _("Refund of %(amount)s asked of the provider; "
+                                                "it takes effect when the provider confirms it.")
+                                     % {"amount": amount})
+                else:
+                    messages.success(request, _("Refund of %(amount)s recorded.")
+                                     % {"amount": amount})
                 return self._back(order)
         left = money(services.refundable_amount(order), order.currency)
+        paid_with = payments.refund_payment_of(order)
+        via = (_("It goes back through %(provider)s (payment %(id)s).")
+               % {"provider": paid_with.provider, "id": paid_with.pk}) if paid_with else _(
+            "No payment of this order went through a provider: record money given back by "
+            "hand.")
         return self._render(
             request, order, "admin/orders/order/line_form.html", title=_("Record refund"),
             form=form, submit=_("Record refund"), quantity_label=_("to refund"),
             intro=_("%(left)s can still be refunded. Give an amount, the quantities refunded, "
-                    "or both.") % {"left": left},
+                    "or both.") % {"left": left} + " " + via,
             empty="",
         )
 

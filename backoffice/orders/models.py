@@ -236,6 +236,11 @@ class Refund(models.Model):
         FAILED = "failed", _("Failed")
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds")
+    # The payment the money goes back to (NULL: given back by hand, or from before payments).
+    payment = models.ForeignKey(
+        "payments.Payment", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="refunds",
+    )
     amount = models.DecimalField(_("amount"), **MONEY_FIELD_KWARGS)
     reason = models.CharField(_("reason"), max_length=255, blank=True)
     restock = models.BooleanField(_("restocked"), default=False)

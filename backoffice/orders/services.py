@@ -47,9 +47,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "IllegalTransition", "OrderError", "cancel_order", "create_shipment", "expire_unpaid_orders",
-    "mark_delivered", "record_refund", "settle_refund", "transition", "add_note",
-    "attach_guest_orders", "move_to", "refundable_amount", "refundable_quantities",
-    "shippable_quantities",
+    "mark_delivered", "mark_paid", "record_late_payment", "record_refund", "settle_refund",
+    "transition", "add_note", "attach_guest_orders", "move_to", "refundable_amount",
+    "refundable_quantities", "shippable_quantities",
 ]
 
 
@@ -176,6 +176,22 @@ def mark_paid(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> O
         _event(order, OrderEvent.Kind.PAYMENT, actor, note or "Payment received.")
     else:
         raise IllegalTransition(order.status, OrderStatus.PAID)
+    return order
+
+
+@transaction.atomic
+def record_late_payment(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Money arrived for an order already cancelled (its payment window ran out, its stock went
+    back): the order stays cancelled, and is marked paid so that the money can be refunded."""
+    order = _lock(order)
+    if order.status != OrderStatus.CANCELLED:
+        raise OrderError("Only a cancelled order takes a late payment.", "not_cancelled")
+    if order.paid_at is None:
+        order.paid_at = timezone.now()
+        order.save(update_fields=["paid_at", "updated_at"])
+    _event(order, OrderEvent.Kind.PAYMENT, actor,
+           note or "Payment received after the order was cancelled: refund it, or contact the "
+                   "customer.")
     return order
 
 
@@ -369,7 +385,8 @@ def refundable_amount(order: Order) -> Decimal:
 
 @transaction.atomic
 def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = SYSTEM,
-                  status: str = Refund.Status.SUCCEEDED, provider_refund_id: str = "") -> Refund:
+                  status: str = Refund.Status.SUCCEEDED, provider_refund_id: str = "",
+                  payment_id: int | None = None) -> Refund:
     """Record money given back: an amount (at most what is left to refund), for lines or not,
     with their goods back on the shelf or not. The order becomes *refunded* when everything
     paid has been given back, else *partially refunded* (a cancelled order stays cancelled);
@@ -418,7 +435,8 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
         raise OrderError("Say which lines go back on the shelf.", "restock_needs_lines")
     refund = Refund.objects.create(
         order=order, amount=amount, reason=request.reason[:255], restock=request.restock,
-        status=status, provider_refund_id=provider_refund_id, actor_id=actor.user_id,
+        status=status, provider_refund_id=provider_refund_id, payment_id=payment_id,
+        actor_id=actor.user_id,
         actor_label=actor.label[:120],
     )
     RefundLine.objects.bulk_create(
