@@ -23,7 +23,7 @@ import responses
 from django.utils import timezone
 
 from backoffice.catalog.models import Product, Variant
-from backoffice.inventory.models import Stock
+from backoffice.inventory.models import Stock, Warehouse
 from backoffice.inventory.services import Actor, adjust_stock
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund
@@ -48,6 +48,8 @@ CHAPA_SECRET = "chapa-webhook-secret"
 @pytest.fixture(autouse=True)
 def shop(settings):
     settings.PUBLIC_URL = "https://shop.example.com"
+    # Transactional tests empty the tables after each test, the migration's warehouse too.
+    Warehouse.objects.get_or_create(code="main", defaults={"name": "Main", "is_default": True})
     activate_plugins(["flat_rate_shipping", "manual_payment"])
     update_plugin_config(identifier="stripe", active=True, changes={
         "secret_key": "sk_test_123", "webhook_secret": STRIPE_SECRET})
@@ -250,7 +252,7 @@ def test_events_out_of_order_and_for_unknown_payments_change_nothing_they_should
         late = stripe_webhook(client, "checkout.session.expired",
                               stripe_session(status="expired"))
         stranger = stripe_webhook(client, "checkout.session.completed",
-                                  completed(session_id="cs_not_ours"))
+                                  completed(session_id="cs_not_ours", intent="pi_other"))
     assert late.status_code == stranger.status_code == 200
     payment.refresh_from_db()
     assert payment.status == "succeeded"
@@ -656,3 +658,42 @@ def test_a_chapa_webhook_claiming_success_that_chapa_does_not_confirm_changes_no
     assert Payment.objects.get().status == "requires_action"
     assert Order.objects.get(number=order["number"]).paid_at is None
     assert "still says pending" in PaymentEvent.objects.get().outcome
+
+
+# --- under real concurrency (PostgreSQL) ---------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@responses.activate
+def test_the_same_webhook_delivered_by_eight_threads_at_once_pays_the_order_once(listener):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+    from django.test import Client
+
+    client = Client()
+    order = guest_order(client)
+    responses.add(responses.POST, f"{STRIPE_API}/checkout/sessions", json=stripe_session())
+    payment_id = start(client, order, "stripe").json()["id"]
+    barrier = threading.Barrier(8)
+
+    def deliver(_):
+        try:
+            barrier.wait(timeout=10)
+            # Each thread commits, then runs the job itself (the test broker is synchronous).
+            return stripe_webhook(Client(), "checkout.session.completed", completed(),
+                                  event_id="evt_race").status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(deliver, range(8)))
+    assert codes == [200] * 8
+    assert PaymentEvent.objects.count() == 1
+    assert PaymentEvent.objects.get().processed_at is not None
+    assert status_events(payment_id) == ["requires_action", "succeeded"]
+    placed = Order.objects.get(number=order["number"])
+    assert placed.status == "paid"
+    assert OrderEvent.objects.filter(order=placed, to_status="paid").count() == 1

@@ -605,7 +605,9 @@ def call_refund(refund: Refund, bound: plugins.Bound, *, actor: Actor = SYSTEM) 
     try:
         result = bound.provider.refund(ProviderRefundRequest(
             provider_reference=payment.provider_reference or "", amount=refund.amount,
-            currency=payment.currency, idempotency_key=f"refund-{refund.pk}",
+            # The payment's key is random: unique across databases sharing one provider account.
+            currency=payment.currency,
+            idempotency_key=f"refund-{refund.pk}-{payment.idempotency_key}",
             reason=refund.reason, provider_payment_id=payment.provider_payment_id,
         ), bound.config)
     except PaymentProviderError as exc:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import StringConstraints
 
 from backoffice.orders.models import Order
@@ -94,14 +94,14 @@ def payment_out(payment: Payment) -> dict:
     }
 
 
-def _start(order: Order, payload: StartPaymentIn, user) -> tuple[int, dict]:
+def _start(order: Order, payload: StartPaymentIn, user) -> Status:
     try:
         payment, created = services.start_payment(order, payload.provider, phone=payload.phone,
                                                   user=user)
     except services.PaymentError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from exc
     payment.order = order
-    return (201 if created else 200), payment_out(payment)
+    return Status(201 if created else 200, payment_out(payment))
 
 
 def _own_order(request: HttpRequest, number: str) -> Order:
