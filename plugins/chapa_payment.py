@@ -104,6 +104,17 @@ def _amount(value: Any) -> Decimal | None:
         return None
 
 
+def _local_phone(raw: str) -> str:
+    """Chapa takes Ethiopian numbers as ``09XXXXXXXX`` / ``07XXXXXXXX``; others are left out
+    (the email is enough)."""
+    digits = re.sub(r"\D", "", raw or "")
+    if digits.startswith("251") and len(digits) == 12:
+        digits = "0" + digits[3:]
+    elif len(digits) == 9 and digits[0] in "79":
+        digits = "0" + digits
+    return digits if re.fullmatch(r"0[79]\d{8}", digits) else ""
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     wanted = name.lower()
     return next((v for k, v in headers.items() if k.lower() == wanted), "")
@@ -134,8 +145,9 @@ class ChapaProvider:
                 "description": re.sub(r"[^\w .-]", "", request.description)[:50],
             },
         }
-        if request.customer_phone:
-            payload["phone_number"] = re.sub(r"[^\d]", "", request.customer_phone)[-10:]
+        phone = _local_phone(request.customer_phone)
+        if phone:
+            payload["phone_number"] = phone
         response = requests.post(f"{API}/transaction/initialize", json=payload,
                                  headers=_headers(config), timeout=TIMEOUT)
         _refused(response)
