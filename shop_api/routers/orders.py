@@ -131,15 +131,20 @@ def _own_order(request: HttpRequest, number: str) -> Order:
     return order
 
 
-def _guest_order(token: str) -> Order:
+def order_by_token(token: str, queryset: QuerySet[Order] | None = None) -> Order:
+    """The order a guest's token names, or a 404 (a malformed token too)."""
     try:
         token = str(uuid.UUID(token))
     except ValueError:
         raise ApiError(404, "not_found", "Not found.") from None
-    order = with_details(Order.objects.filter(token=token)).first()
+    order = (Order.objects.all() if queryset is None else queryset).filter(token=token).first()
     if order is None:
         raise ApiError(404, "not_found", "Not found.")
     return order
+
+
+def _guest_order(token: str) -> Order:
+    return order_by_token(token, with_details(Order.objects.all()))
 
 
 def _cancel(order: Order, actor: Actor) -> dict:

@@ -12,7 +12,6 @@ Providers post their webhooks to ``/payments/webhooks/{provider}/``: the raw bod
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -30,6 +29,7 @@ from backoffice.plugin_host.errors import WebhookVerificationError
 from shop_api.auth import customer_auth
 from shop_api.errors import ApiError, ErrorOut
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
+from shop_api.routers.orders import order_by_token
 from shop_api.schemas import ERROR_RESPONSES, InputSchema, Phone
 
 logger = logging.getLogger(__name__)
@@ -111,15 +111,7 @@ def _own_order(request: HttpRequest, number: str) -> Order:
     return order
 
 
-def _guest_order(token: str) -> Order:
-    try:
-        token = str(uuid.UUID(token))
-    except ValueError:
-        raise ApiError(404, "not_found", "Not found.") from None
-    order = Order.objects.filter(token=token).first()
-    if order is None:
-        raise ApiError(404, "not_found", "Not found.")
-    return order
+_guest_order = order_by_token
 
 
 def _payment(queryset, payment_id: int) -> dict:
