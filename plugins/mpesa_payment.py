@@ -69,9 +69,19 @@ config_fields = [
     ConfigField("till_number", "Till number (buy goods)",
                 help_text="Where buy-goods payments go (PartyB); the short code if empty."),
     ConfigField("account_reference", "Account reference", default="{order_number}",
-                help_text="Shown to the customer; 12 characters at most."),
-    ConfigField("transaction_desc", "Transaction description", default="Order {order_number}"),
+                help_text="Shown to the customer in the PIN prompt; {order_number} is filled in. "
+                          "Letters, digits and spaces; cut to 12 characters."),
+    ConfigField("transaction_desc", "Transaction description", default="Order {order_number}",
+                help_text="{order_number} is filled in. Letters, digits and spaces; cut to 13 "
+                          "characters."),
 ]
+# Daraja's documented limits; AccountReference is alphanumeric, and other characters (&, #...)
+# are known to make it refuse the push.
+ACCOUNT_REFERENCE_MAX = 12
+TRANSACTION_DESC_MAX = 13
+_UNSAFE = re.compile(r"[^A-Za-z0-9 \-]")
+# The STK query's answer while the customer has not answered the prompt yet.
+BEING_PROCESSED = "500.001.1001"
 
 # Daraja's ResultCodes, as a customer or a clerk should read them.
 RESULTS: dict[str, tuple[PaymentStatus, str]] = {
@@ -161,8 +171,8 @@ def _refusal(response: requests.Response) -> PaymentProviderError | None:
     if 400 <= response.status_code < 500:
         body = _json(response)
         message = body.get("errorMessage") or body.get("ResponseDescription") or response.reason
-        return PaymentProviderError(f"M-Pesa refused: {message}",
-                                    str(body.get("errorCode") or "provider_refused"))
+        code = f" ({body['errorCode']})" if body.get("errorCode") else ""
+        return PaymentProviderError(f"M-Pesa refused: {message}{code}", "provider_refused")
     return None
 
 
@@ -177,13 +187,22 @@ def _result(code: Any, description: str = "") -> tuple[PaymentStatus, str]:
     return status, message or description or f"M-Pesa result {code}."
 
 
+def _fill(template: str, order_number: str, limit: int) -> str:
+    """A merchant's template with the order number in it, in the characters Daraja takes."""
+    text = template.replace("{order_number}", order_number)
+    return _UNSAFE.sub("", text).strip()[:limit].strip() or order_number[:limit]
+
+
 def _whole_shillings(request: PaymentRequest) -> int:
     if request.currency.upper() != "KES":
-        raise PaymentProviderError(f"M-Pesa takes Kenyan shillings, not {request.currency}.",
+        raise PaymentProviderError(f"M-Pesa takes Kenyan shillings (KES), not {request.currency}.",
                                    "currency_not_supported")
-    if request.amount != request.amount.to_integral_value() or request.amount < 1:
+    if request.amount != request.amount.to_integral_value():
         raise PaymentProviderError(
             f"M-Pesa takes whole shillings; {request.amount} KES has cents.", "amount_not_whole")
+    if request.amount < 1:
+        raise PaymentProviderError(
+            f"M-Pesa takes 1 KES at least, not {request.amount} KES.", "amount_not_whole")
     return int(request.amount)
 
 
@@ -202,7 +221,6 @@ class MpesaProvider:
                 "M-Pesa needs an https callback URL: set PUBLIC_URL to this back office's "
                 "public https address.", "callback_not_https")
         timestamp = _timestamp()
-        fill = {"order_number": request.order_number}
         paybill = config.get("transaction_type") != "CustomerBuyGoodsOnline"
         payload = {
             "BusinessShortCode": config["shortcode"],
@@ -215,10 +233,10 @@ class MpesaProvider:
                                                           or config["shortcode"]),
             "PhoneNumber": phone,
             "CallBackURL": _with_token(request.callback_url, config["callback_token"]),
-            "AccountReference": (config.get("account_reference") or "{order_number}")
-            .format_map(fill)[:12],
-            "TransactionDesc": (config.get("transaction_desc") or "Order {order_number}")
-            .format_map(fill)[:100],
+            "AccountReference": _fill(config.get("account_reference") or "{order_number}",
+                                      request.order_number, ACCOUNT_REFERENCE_MAX),
+            "TransactionDesc": _fill(config.get("transaction_desc") or "Order {order_number}",
+                                     request.order_number, TRANSACTION_DESC_MAX),
         }
         response = _post(config, "/mpesa/stkpush/v1/processrequest", payload)
         refusal = _refusal(response)
@@ -255,9 +273,12 @@ class MpesaProvider:
         except (ValueError, KeyError, TypeError) as exc:
             raise WebhookVerificationError(f"not an STK push callback: {exc}") from None
         status, message = _result(result_code, str(callback.get("ResultDesc") or ""))
+        metadata = callback.get("CallbackMetadata")
+        listed = metadata.get("Item") if isinstance(metadata, dict) else None
+        # An item may come without a Value (Balance does); failures have no metadata at all.
         items = {
             item.get("Name"): item.get("Value")
-            for item in (callback.get("CallbackMetadata") or {}).get("Item") or []
+            for item in (listed if isinstance(listed, list) else [])
             if isinstance(item, dict)
         }
         amount = None
@@ -284,8 +305,8 @@ class MpesaProvider:
             "CheckoutRequestID": provider_reference,
         })
         body = _json(response)
-        if "being processed" in str(body.get("errorMessage", "")).lower():
-            # Daraja's answer while the customer has not answered the prompt yet.
+        if (body.get("errorCode") == BEING_PROCESSED
+                or "being processed" in str(body.get("errorMessage", "")).lower()):
             return ProviderPaymentStatus(status="pending", raw=body)
         refusal = _refusal(response)
         if refusal:

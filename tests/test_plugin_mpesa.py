@@ -1,11 +1,15 @@
 """The M-Pesa plugin against Daraja at the HTTP level (``responses``), with the payloads of
 Safaricom's documentation: what is sent (auth, password, timestamp, amount, phone, callback),
-the token cache, refusals and temporary failures, callbacks for each result, and the query."""
+the token cache, refusals and temporary failures, callbacks for each result, and the query.
+
+The token cache is Django's cache (file-based in the test settings, cleared around every test
+by conftest): no database is needed except to load the plugins."""
 
 import base64
 import json
 import re
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -13,201 +17,387 @@ import responses
 
 from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
 from backoffice.plugin_host.protocols import PaymentRequest, RefundRequest, WebhookRequest
-from plugins.mpesa_payment import MpesaProvider, normalise_phone
+from plugins.mpesa_payment import MpesaProvider
 
 BASE = "https://sandbox.safaricom.co.ke"
+OAUTH = f"{BASE}/oauth/v1/generate"
+PUSH = f"{BASE}/mpesa/stkpush/v1/processrequest"
+QUERY = f"{BASE}/mpesa/stkpushquery/v1/query"
+CHECKOUT = "ws_CO_191220191020363925"
+TOKEN = "t" * 40
 CONFIG = {"environment": "sandbox", "consumer_key": "ck", "consumer_secret": "cs",
-          "shortcode": "174379", "passkey": "bfb279f9aa9bdbcf", "callback_token": "t" * 32,
+          "shortcode": "174379", "passkey": "test-passkey", "callback_token": TOKEN,
           "transaction_type": "CustomerPayBillOnline", "till_number": None,
           "account_reference": "{order_number}", "transaction_desc": "Order {order_number}"}
+HOOK = "https://shop.example.com/api/v1/payments/webhooks/mpesa/"
 PROVIDER = MpesaProvider()
 
 
-def request(amount="605", phone="0712 345 678", currency="KES", number="10001"):
+def pay(amount="605", phone="0712 345 678", currency="KES", number="10001", callback=HOOK):
     return PaymentRequest(
         payment_id=1, order_number=number, amount=Decimal(amount), currency=currency,
-        idempotency_key="pay-1", customer_phone=phone,
-        callback_url="https://shop.example.com/api/v1/payments/webhooks/mpesa/")
+        idempotency_key="pay-1", customer_phone=phone, callback_url=callback)
 
 
-def token(count=1):
+def oauth(count=1):
     for i in range(count):
-        responses.add(responses.GET, f"{BASE}/oauth/v1/generate",
-                      json={"access_token": f"tok{i}", "expires_in": "3599"})
+        responses.add(responses.GET, OAUTH, json={"access_token": f"tok{i}",
+                                                  "expires_in": "3599"})
 
 
 def accepted():
-    responses.add(responses.POST, f"{BASE}/mpesa/stkpush/v1/processrequest", json={
-        "MerchantRequestID": "29115-34620561-1", "CheckoutRequestID": "ws_CO_191220191020363925",
+    responses.add(responses.POST, PUSH, json={
+        "MerchantRequestID": "29115-34620561-1", "CheckoutRequestID": CHECKOUT,
         "ResponseCode": "0", "ResponseDescription": "Success. Request accepted for processing",
         "CustomerMessage": "Success. Request accepted for processing"})
 
 
-def callback(code, items=None, token_=CONFIG["callback_token"], desc="done"):
-    body = {"Body": {"stkCallback": {
-        "MerchantRequestID": "29115-34620561-1", "CheckoutRequestID": "ws_CO_191220191020363925",
-        "ResultCode": code, "ResultDesc": desc}}}
-    raw = json.dumps(body)
-    if items is not None:
-        raw = raw[:-3] + ', "CallbackMetadata": {"Item": ' + items + "}}}}"
-    return WebhookRequest(body=raw.encode(), headers={}, query={"token": token_} if token_
-                          else {})
+def sent(url=PUSH):
+    """The JSON body of the last request to ``url``."""
+    return json.loads([c for c in responses.calls if c.request.url == url][-1].request.body)
 
 
-@pytest.fixture(autouse=True)
-def _cache(db):
-    """The token lives in Django's cache (cleared around every test by conftest)."""
+def callback(code, items="", token=TOKEN, desc="done"):
+    """A callback as Daraja posts it: raw JSON text, so that ``1.00`` stays ``1.00``."""
+    metadata = f', "CallbackMetadata": {{"Item": {items}}}' if items else ""
+    raw = ('{"Body": {"stkCallback": {"MerchantRequestID": "29115-34620561-1", '
+           f'"CheckoutRequestID": "{CHECKOUT}", "ResultCode": {json.dumps(code)}, '
+           f'"ResultDesc": "{desc}"{metadata}}}}}}}')
+    return WebhookRequest(body=raw.encode(), headers={"Content-Type": "application/json"},
+                          query={"token": token} if token is not None else {})
 
 
-@pytest.mark.parametrize("raw", ["0712 345 678", "+254712345678", "254712345678", "712345678",
-                                 "0712-345-678", "(0712) 345678"])
-def test_kenyan_numbers_in_every_usual_form_become_2547(raw):
-    assert normalise_phone(raw) == "254712345678"
-    assert normalise_phone("0110 123 456") == "254110123456"
-
-
-@pytest.mark.parametrize("raw", ["", "12345", "+255712345678", "0812345678", "07123456789"])
-def test_other_numbers_are_refused(raw):
-    with pytest.raises(PaymentProviderError) as refused:
-        normalise_phone(raw)
-    assert refused.value.code == "invalid_phone"
+# --- Starting a payment ---------------------------------------------------------------------
 
 
 @responses.activate
 def test_stk_push_sends_what_daraja_documents_and_the_token_is_fetched_once():
-    token()
+    oauth()
     accepted()
     accepted()
-    first = PROVIDER.initiate(request(number="1000123456789"), CONFIG)
-    PROVIDER.initiate(request(), CONFIG)
-    assert first.provider_reference == "ws_CO_191220191020363925"
+    first = PROVIDER.initiate(pay(number="1000123456789"), CONFIG)
+    PROVIDER.initiate(pay(), CONFIG)
+
+    assert first.provider_reference == CHECKOUT and first.raw["MerchantRequestID"]
     assert first.status == "requires_action" and first.next_action.kind == "approve_on_phone"
-    assert "254712345678" in first.next_action.message
-    oauth = [c for c in responses.calls if "oauth" in c.request.url]
-    assert len(oauth) == 1
-    assert oauth[0].request.headers["Authorization"] == "Basic " + base64.b64encode(
-        b"ck:cs").decode()
+    assert first.next_action.message == ("Check your phone (254712345678) and enter your "
+                                         "M-Pesa PIN to pay KES 605.")
+    token_calls = [c for c in responses.calls if c.request.url.startswith(OAUTH)]
+    assert len(token_calls) == 1
+    assert "grant_type=client_credentials" in token_calls[0].request.url
+    assert token_calls[0].request.headers["Authorization"] == (
+        "Basic " + base64.b64encode(b"ck:cs").decode())
     push = responses.calls[1].request
     assert push.headers["Authorization"] == "Bearer tok0"
     body = json.loads(push.body)
-    assert re.fullmatch(r"\d{14}", body["Timestamp"])
+    assert re.fullmatch(r"20\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])([01]\d|2[0-3])[0-5]\d[0-5]\d",
+                        body["Timestamp"])
     assert body["Password"] == base64.b64encode(
-        f"174379bfb279f9aa9bdbcf{body['Timestamp']}".encode()).decode()
-    assert (body["Amount"], body["PartyA"], body["PhoneNumber"], body["PartyB"]) == (
-        605, "254712345678", "254712345678", "174379")
+        f"174379test-passkey{body['Timestamp']}".encode()).decode()
+    assert body["BusinessShortCode"] == "174379"
+    assert body["Amount"] == 605 and isinstance(body["Amount"], int)
+    assert (body["PartyA"], body["PhoneNumber"], body["PartyB"]) == (
+        "254712345678", "254712345678", "174379")
     assert body["TransactionType"] == "CustomerPayBillOnline"
-    assert body["CallBackURL"] == ("https://shop.example.com/api/v1/payments/webhooks/mpesa/"
-                                   f"?token={'t' * 32}")
+    assert body["CallBackURL"] == f"{HOOK}?token={TOKEN}"
     assert body["AccountReference"] == "100012345678"  # 12 characters at most
+    assert body["TransactionDesc"] == "Order 1000123"  # 13 characters at most
+    assert sent()["AccountReference"] == "10001"
+
+
+@responses.activate
+def test_tokens_are_cached_per_consumer_key():
+    oauth(2)
+    accepted()
+    accepted()
+    PROVIDER.initiate(pay(), CONFIG)
+    PROVIDER.initiate(pay(), {**CONFIG, "consumer_key": "other"})
+    assert len([c for c in responses.calls if c.request.url.startswith(OAUTH)]) == 2
+    assert responses.calls[-1].request.headers["Authorization"] == "Bearer tok1"
 
 
 @responses.activate
 def test_a_revoked_token_is_fetched_again_once():
-    token(2)
-    responses.add(responses.POST, f"{BASE}/mpesa/stkpush/v1/processrequest", status=401,
-                  json={"errorCode": "404.001.03", "errorMessage": "Invalid Access Token"})
+    oauth(2)
+    responses.add(responses.POST, PUSH, status=401,
+                  json={"requestId": "1", "errorCode": "404.001.03",
+                        "errorMessage": "Invalid Access Token"})
     accepted()
-    assert PROVIDER.initiate(request(), CONFIG).provider_reference
-    assert responses.calls[-1].request.headers["Authorization"] == "Bearer tok1"
-
-
-def test_only_whole_shillings_and_https_callbacks():
-    with pytest.raises(PaymentProviderError) as cents:
-        PROVIDER.initiate(request(amount="605.50"), CONFIG)
-    assert cents.value.code == "amount_not_whole"
-    with pytest.raises(PaymentProviderError) as usd:
-        PROVIDER.initiate(request(currency="USD"), CONFIG)
-    assert usd.value.code == "currency_not_supported"
-    plain = PaymentRequest(payment_id=1, order_number="1", amount=Decimal("5"), currency="KES",
-                           idempotency_key="k", customer_phone="0712345678",
-                           callback_url="http://localhost:8000/api/v1/payments/webhooks/mpesa/")
-    with pytest.raises(PaymentProviderError) as http:
-        PROVIDER.initiate(plain, CONFIG)
-    assert http.value.code == "callback_not_https"
+    assert PROVIDER.initiate(pay(), CONFIG).provider_reference == CHECKOUT
+    assert [c.request.headers["Authorization"] for c in responses.calls
+            if c.request.url == PUSH] == ["Bearer tok0", "Bearer tok1"]
 
 
 @responses.activate
-def test_daraja_refusing_is_a_refusal_and_its_outages_are_temporary():
-    token()
-    responses.add(responses.POST, f"{BASE}/mpesa/stkpush/v1/processrequest", status=400, json={
+def test_a_token_refused_twice_is_a_refusal_not_a_loop():
+    oauth(2)
+    for _ in range(2):
+        responses.add(responses.POST, PUSH, status=401,
+                      json={"requestId": "1", "errorCode": "404.001.03",
+                            "errorMessage": "Invalid Access Token"})
+    with pytest.raises(PaymentProviderError, match="Invalid Access Token"):
+        PROVIDER.initiate(pay(), CONFIG)
+    assert len([c for c in responses.calls if c.request.url == PUSH]) == 2
+
+
+@responses.activate
+def test_buy_goods_pays_the_till():
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(), {**CONFIG, "transaction_type": "CustomerBuyGoodsOnline",
+                              "till_number": "5544332"})
+    body = sent()
+    assert (body["TransactionType"], body["BusinessShortCode"], body["PartyB"]) == (
+        "CustomerBuyGoodsOnline", "174379", "5544332")
+
+
+@responses.activate
+def test_merchant_templates_are_filled_and_kept_to_what_daraja_takes():
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(), {**CONFIG, "account_reference": "Shop&Co #{order_number}",
+                              "transaction_desc": "{order} {order_number}"})
+    body = sent()
+    assert body["AccountReference"] == "ShopCo 10001"
+    assert body["TransactionDesc"] == "order 10001"
+
+
+@responses.activate
+def test_the_callback_url_keeps_its_query_and_carries_the_token():
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(callback=f"{HOOK}?store=main&token=old"), CONFIG)
+    query = parse_qs(urlsplit(sent()["CallBackURL"]).query)
+    assert query == {"store": ["main"], "token": [TOKEN]}
+
+
+@pytest.mark.parametrize(("raw", "msisdn"), [
+    ("0712 345 678", "254712345678"),
+    ("+254712345678", "254712345678"),
+    ("254712345678", "254712345678"),
+    ("712345678", "254712345678"),
+    ("0712-345-678", "254712345678"),
+    ("+254 712 345 678", "254712345678"),
+    ("0110 123 456", "254110123456"),
+    ("+254-110-123-456", "254110123456"),
+])
+@responses.activate
+def test_kenyan_numbers_in_every_usual_form_are_sent_as_254(raw, msisdn):
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(phone=raw), CONFIG)
+    body = sent()
+    assert body["PartyA"] == body["PhoneNumber"] == msisdn
+
+
+@pytest.mark.parametrize("raw", ["", "12345", "+255712345678", "0812345678", "07123456789",
+                                 "0712 345 67", "254 0712 345 678", "0712345678x"])
+@responses.activate
+def test_other_numbers_are_refused_before_daraja_is_called(raw):
+    with pytest.raises(PaymentProviderError) as refused:
+        PROVIDER.initiate(pay(phone=raw), CONFIG)
+    assert refused.value.code == "invalid_phone"
+    assert len(responses.calls) == 0
+
+
+@pytest.mark.parametrize(("amount", "currency", "code"), [
+    ("605", "USD", "currency_not_supported"),
+    ("605.50", "KES", "amount_not_whole"),
+    ("0.40", "KES", "amount_not_whole"),
+])
+@responses.activate
+def test_only_whole_kenyan_shillings(amount, currency, code):
+    with pytest.raises(PaymentProviderError) as refused:
+        PROVIDER.initiate(pay(amount=amount, currency=currency), CONFIG)
+    assert refused.value.code == code and ("KES" in str(refused.value))
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_whole_shillings_written_with_cents_are_sent_as_an_integer():
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(amount="1500.00"), CONFIG)
+    assert sent()["Amount"] == 1500 and isinstance(sent()["Amount"], int)
+
+
+@responses.activate
+def test_a_callback_url_that_is_not_https_is_refused():
+    with pytest.raises(PaymentProviderError, match="https") as refused:
+        PROVIDER.initiate(pay(callback="http://localhost:8000/api/v1/payments/webhooks/mpesa/"),
+                          CONFIG)
+    assert refused.value.code == "callback_not_https"
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_daraja_error_body_is_a_refusal_with_its_message():
+    oauth()
+    responses.add(responses.POST, PUSH, status=400, json={
         "requestId": "12737-4545-1", "errorCode": "400.002.02",
         "errorMessage": "Bad Request - Invalid PhoneNumber"})
+    with pytest.raises(PaymentProviderError, match="Bad Request - Invalid PhoneNumber"):
+        PROVIDER.initiate(pay(), CONFIG)
+
+
+@responses.activate
+def test_a_response_code_other_than_0_is_a_refusal():
+    oauth()
+    responses.add(responses.POST, PUSH, json={
+        "MerchantRequestID": "1", "CheckoutRequestID": CHECKOUT, "ResponseCode": "1",
+        "ResponseDescription": "Rejected", "CustomerMessage": "Rejected"})
+    with pytest.raises(PaymentProviderError, match="Rejected"):
+        PROVIDER.initiate(pay(), CONFIG)
+
+
+@responses.activate
+def test_refused_credentials_are_a_refusal():
+    responses.add(responses.GET, OAUTH, status=400, json={
+        "requestId": "1", "errorCode": "400.008.01", "errorMessage": "Invalid Authentication"})
     with pytest.raises(PaymentProviderError) as refused:
-        PROVIDER.initiate(request(), CONFIG)
-    assert "Invalid PhoneNumber" in str(refused.value) and refused.value.code == "400.002.02"
-    responses.replace(responses.POST, f"{BASE}/mpesa/stkpush/v1/processrequest", status=503,
-                      body="Service Unavailable")
+        PROVIDER.initiate(pay(), CONFIG)
+    assert refused.value.code == "invalid_credentials"
+
+
+@responses.activate
+def test_a_daraja_500_is_temporary_and_propagates():
+    oauth()
+    responses.add(responses.POST, PUSH, status=500, json={
+        "requestId": "1", "errorCode": "500.001.1001",
+        "errorMessage": "Unable to lock subscriber, a transaction is already in process for "
+                        "the current subscriber"})
     with pytest.raises(requests.HTTPError):
-        PROVIDER.initiate(request(), CONFIG)
-    responses.replace(responses.POST, f"{BASE}/mpesa/stkpush/v1/processrequest",
-                      body=requests.exceptions.ConnectTimeout("slow"))
+        PROVIDER.initiate(pay(), CONFIG)
+
+
+@responses.activate
+def test_a_timeout_propagates():
+    oauth()
+    responses.add(responses.POST, PUSH, body=requests.exceptions.ConnectTimeout())
     with pytest.raises(requests.exceptions.ConnectTimeout):
-        PROVIDER.initiate(request(), CONFIG)
+        PROVIDER.initiate(pay(), CONFIG)
 
 
-def test_a_successful_callback_carries_the_amount_and_the_receipt():
-    items = ('[{"Name": "Amount", "Value": 1.00}, {"Name": "MpesaReceiptNumber", '
-             '"Value": "NLJ7RT61SV"}, {"Name": "Balance"}, {"Name": "TransactionDate", '
-             '"Value": 20191219102115}, {"Name": "PhoneNumber", "Value": 254708374149}]')
-    (event,) = PROVIDER.verify_webhook(callback(0, items), CONFIG)
-    assert (event.event_id, event.status, event.amount, event.currency) == (
-        "ws_CO_191220191020363925", "succeeded", Decimal("1.00"), "KES")
+# --- Callbacks ------------------------------------------------------------------------------
+
+PAID = ('[{"Name": "Amount", "Value": %s}, {"Name": "MpesaReceiptNumber", '
+        '"Value": "NLJ7RT61SV"}, {"Name": "Balance"}, {"Name": "TransactionDate", '
+        '"Value": 20191219102115}, {"Name": "PhoneNumber", "Value": 254708374149}]')
+
+
+@pytest.mark.parametrize(("value", "amount"), [("1.00", Decimal("1.00")), ("1", Decimal("1"))])
+@pytest.mark.parametrize("code", [0, "0"])
+def test_a_successful_callback_carries_the_amount_and_the_receipt(value, amount, code):
+    (event,) = PROVIDER.verify_webhook(callback(code, PAID % value), CONFIG)
+    assert (event.event_id, event.provider_reference) == (CHECKOUT, CHECKOUT)
+    assert (event.status, event.amount, event.currency) == ("succeeded", amount, "KES")
+    assert isinstance(event.amount, Decimal)
     assert event.provider_payment_id == "NLJ7RT61SV" and event.message == ""
 
 
 @pytest.mark.parametrize(("code", "status", "words"), [
     (1032, "cancelled", "cancelled on the phone"),
-    ("1037", "failed", "could not be reached"),
+    ("1032", "cancelled", "cancelled on the phone"),
+    (1037, "failed", "could not be reached"),
     (2001, "failed", "PIN was wrong"),
     (1, "failed", "balance is too low"),
-    (9999, "failed", "strange"),
+    (1001, "failed", "Another M-Pesa transaction"),
+    (1019, "failed", "expired"),
+    (1036, "failed", "did not answer"),
+    (9999, "failed", "something odd"),
 ])
 def test_failed_callbacks_say_why(code, status, words):
-    (event,) = PROVIDER.verify_webhook(callback(code, desc="strange"), CONFIG)
-    assert event.status == status and words in event.message and event.amount is None
+    (event,) = PROVIDER.verify_webhook(callback(code, desc="something odd"), CONFIG)
+    assert (event.event_id, event.status) == (CHECKOUT, status)
+    assert words in event.message
+    assert event.amount is None and event.provider_payment_id == ""
 
 
-def test_a_callback_without_our_token_or_not_a_callback_is_refused():
-    for bad in (callback(0, token_="guess"), callback(0, token_="")):
-        with pytest.raises(WebhookVerificationError):
-            PROVIDER.verify_webhook(bad, CONFIG)
+@pytest.mark.parametrize("token", ["guess", "", None, TOKEN[:-1], TOKEN + "x"])
+def test_a_callback_without_our_token_is_refused(token):
     with pytest.raises(WebhookVerificationError):
-        PROVIDER.verify_webhook(WebhookRequest(body=b'{"Body": {}}', headers={},
-                                               query={"token": "t" * 32}), CONFIG)
+        PROVIDER.verify_webhook(callback(0, PAID % "1.00", token=token), CONFIG)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"Body": {}}',
+                                  b'{"Body": {"stkCallback": "x"}}',
+                                  b'{"Body": {"stkCallback": {"ResultCode": 0}}}',
+                                  b'{"Result": {"ResultCode": 0}}'])
+def test_a_body_that_is_not_an_stk_callback_is_refused(body):
     with pytest.raises(WebhookVerificationError):
-        PROVIDER.verify_webhook(WebhookRequest(body=b"not json", headers={},
-                                               query={"token": "t" * 32}), CONFIG)
+        PROVIDER.verify_webhook(WebhookRequest(body=body, headers={}, query={"token": TOKEN}),
+                                CONFIG)
+
+
+# --- The STK push query ---------------------------------------------------------------------
+
+
+def answered(code, desc):
+    responses.add(responses.POST, QUERY, json={
+        "ResponseCode": "0", "ResponseDescription": "The service request has been accepted "
+        "successsfully", "MerchantRequestID": "22205-34066-1", "CheckoutRequestID": CHECKOUT,
+        "ResultCode": code, "ResultDesc": desc})
 
 
 @responses.activate
-def test_the_stk_query_settles_or_says_it_is_still_being_processed():
-    token()
-    url = f"{BASE}/mpesa/stkpushquery/v1/query"
-    responses.add(responses.POST, url, json={
-        "ResponseCode": "0", "ResponseDescription": "The service request has been accepted "
-        "successsfully", "MerchantRequestID": "22205-34066-1",
-        "CheckoutRequestID": "ws_CO_13012021093521236557", "ResultCode": "0",
-        "ResultDesc": "The service request is processed successfully."})
-    assert PROVIDER.query_status("ws_CO_13012021093521236557", CONFIG).status == "succeeded"
-    sent = json.loads(responses.calls[-1].request.body)
-    assert sent["CheckoutRequestID"] == "ws_CO_13012021093521236557" and sent["Password"]
-    responses.replace(responses.POST, url, json={
-        "ResponseCode": "0", "ResultCode": "1032", "ResultDesc": "Request cancelled by user"})
-    assert PROVIDER.query_status("ws_CO_1", CONFIG).status == "cancelled"
-    responses.replace(responses.POST, url, status=500, json={
-        "requestId": "ab", "errorCode": "500.001.1001",
+def test_the_query_confirms_a_payment():
+    oauth()
+    answered("0", "The service request is processed successfully.")
+    answer = PROVIDER.query_status(CHECKOUT, CONFIG)
+    assert (answer.status, answer.amount, answer.message) == ("succeeded", None, "")
+    body = sent(QUERY)
+    assert set(body) == {"BusinessShortCode", "Password", "Timestamp", "CheckoutRequestID"}
+    assert body["CheckoutRequestID"] == CHECKOUT and body["BusinessShortCode"] == "174379"
+    assert body["Password"] == base64.b64encode(
+        f"174379test-passkey{body['Timestamp']}".encode()).decode()
+    assert responses.calls[-1].request.headers["Authorization"] == "Bearer tok0"
+
+
+@responses.activate
+def test_the_query_says_cancelled():
+    oauth()
+    answered("1032", "Request cancelled by user")
+    answer = PROVIDER.query_status(CHECKOUT, CONFIG)
+    assert answer.status == "cancelled" and "cancelled on the phone" in answer.message
+
+
+@responses.activate
+def test_the_query_says_failed_for_a_wrong_pin():
+    oauth()
+    answered("2001", "The initiator information is invalid.")
+    assert PROVIDER.query_status(CHECKOUT, CONFIG).status == "failed"
+
+
+@responses.activate
+def test_the_query_while_the_customer_has_not_answered_is_pending():
+    oauth()
+    responses.add(responses.POST, QUERY, status=500, json={
+        "requestId": "ws_CO_20022018230142206", "errorCode": "500.001.1001",
         "errorMessage": "The transaction is being processed"})
-    assert PROVIDER.query_status("ws_CO_1", CONFIG).status == "pending"
+    assert PROVIDER.query_status(CHECKOUT, CONFIG).status == "pending"
+
+
+@responses.activate
+def test_the_query_failing_otherwise_propagates():
+    oauth()
+    responses.add(responses.POST, QUERY, status=503, body="Service Unavailable")
+    with pytest.raises(requests.HTTPError):
+        PROVIDER.query_status(CHECKOUT, CONFIG)
+
+
+# --- Refunds and loading --------------------------------------------------------------------
 
 
 def test_refunds_are_reversals_made_by_hand():
-    with pytest.raises(PaymentProviderError) as refused:
-        PROVIDER.refund(RefundRequest(provider_reference="ws", amount=Decimal("5"),
+    with pytest.raises(PaymentProviderError, match="M-Pesa org portal") as refused:
+        PROVIDER.refund(RefundRequest(provider_reference=CHECKOUT, amount=Decimal("5"),
                                       currency="KES", idempotency_key="r"), CONFIG)
     assert refused.value.code == "refunds_not_supported"
-    assert PROVIDER.supports_refunds is False and PROVIDER.confirm_webhooks is True
+    assert (PROVIDER.code, PROVIDER.supports_refunds, PROVIDER.confirm_webhooks,
+            PROVIDER.unpaid_orders_expire) == ("mpesa", False, True, True)
 
 
+@pytest.mark.django_db
 def test_the_plugin_loads_through_its_entry_point():
     from backoffice.plugin_host.loading import get_plugin_host
 
