@@ -94,6 +94,8 @@ RESULTS: dict[str, tuple[PaymentStatus, str]] = {
     "1036": ("failed", "The phone did not answer the prompt in time."),
     "1037": ("failed", "The phone could not be reached; check it is on and try again."),
     "2001": ("failed", "The M-Pesa PIN was wrong."),
+    # The query's answer while the transaction is still being worked on.
+    "4999": ("pending", "The payment is still being processed."),
 }
 _PHONE = re.compile(r"^(?:\+?254|0)?([17]\d{8})$")
 
@@ -191,6 +193,11 @@ def _fill(template: str, order_number: str, limit: int) -> str:
     """A merchant's template with the order number in it, in the characters Daraja takes."""
     text = template.replace("{order_number}", order_number)
     return _UNSAFE.sub("", text).strip()[:limit].strip() or order_number[:limit]
+
+
+def _payment_id(raw: Any) -> int | None:
+    text = str(raw or "")
+    return int(text) if text.isdigit() else None
 
 
 def _whole_shillings(request: PaymentRequest) -> int:
@@ -291,6 +298,9 @@ class MpesaProvider:
             event_id=checkout_id, provider_reference=checkout_id, status=status,
             amount=amount, currency="KES" if amount is not None else "",
             provider_payment_id=str(items.get("MpesaReceiptNumber") or ""),
+            # The platform's payment id, from the callback URL it gave (the token vouches for
+            # it): a push whose answer was lost in a timeout still finds its payment.
+            payment_id=_payment_id(request.query.get("payment")),
             message="" if status == "succeeded" else message, raw=body,
         )]
 

@@ -190,12 +190,16 @@ def line_items(request: PaymentRequest) -> list[dict[str, Any]]:
     return items
 
 
-def expires_at(config: Mapping[str, Any], now: float | None = None) -> int:
-    """When the Stripe page closes: ``session_minutes`` from now, kept inside Stripe's window
-    (with room for clock drift) and rounded down to ``EXPIRY_STEP``."""
+def expires_at(config: Mapping[str, Any], now: float | None = None,
+               pay_by: float | None = None) -> int:
+    """When the Stripe page closes: ``session_minutes`` from now, or earlier when the order
+    stops waiting (``pay_by``), kept inside Stripe's window (with room for clock drift) and
+    rounded down to ``EXPIRY_STEP``."""
     now = time.time() if now is None else now
     minutes = config.get("session_minutes")
     seconds = (60 if minutes is None else int(minutes)) * 60
+    if pay_by is not None:
+        seconds = min(seconds, int(pay_by - now))
     seconds = min(max(seconds, MIN_SESSION_SECONDS + EXPIRY_STEP), MAX_SESSION_SECONDS - 60)
     deadline = int(now) + seconds
     return deadline - deadline % EXPIRY_STEP
@@ -233,7 +237,8 @@ class StripeProvider:
             "client_reference_id": str(request.payment_id),
             "metadata": metadata,
             "payment_intent_data": intent_data,
-            "expires_at": expires_at(config),
+            "expires_at": expires_at(
+                config, pay_by=request.pay_by.timestamp() if request.pay_by else None),
         }
         if request.customer_email:
             params["customer_email"] = request.customer_email

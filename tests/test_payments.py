@@ -697,3 +697,94 @@ def test_the_same_webhook_delivered_by_eight_threads_at_once_pays_the_order_once
     placed = Order.objects.get(number=order["number"])
     assert placed.status == "paid"
     assert OrderEvent.objects.filter(order=placed, to_status="paid").count() == 1
+
+
+# --- what the review found -----------------------------------------------------------------------
+
+
+@responses.activate
+def test_an_mpesa_push_whose_answer_timed_out_is_still_paid_by_its_callback(
+    client, kes, django_capture_on_commit_callbacks
+):
+    order = guest_order(client, payment_method="mpesa")
+    daraja_token()
+    responses.add(responses.POST, f"{DARAJA}/mpesa/stkpush/v1/processrequest",
+                  body=requests.exceptions.ReadTimeout("Daraja took too long"))
+    assert start(client, order, "mpesa").status_code == 503
+    payment = Payment.objects.get()
+    assert payment.provider_reference is None
+    # Safaricom had sent the prompt after all; the customer approves, the callback comes.
+    push_url = json.loads(responses.calls[-1].request.body)["CallBackURL"]
+    assert f"payment={payment.pk}" in push_url
+    stk_query()
+    body = {"Body": {"stkCallback": {
+        "MerchantRequestID": "1", "CheckoutRequestID": "ws_CO_191220191020363925",
+        "ResultCode": 0, "ResultDesc": "ok", "CallbackMetadata": {"Item": [
+            {"Name": "Amount", "Value": 605}, {"Name": "MpesaReceiptNumber",
+                                               "Value": "NLJ7RT61SV"}]}}}}
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            f"/api/v1/payments/webhooks/mpesa/?payment={payment.pk}&token={MPESA_TOKEN}",
+            json.dumps(body), content_type="application/json")
+    assert answer.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.provider_reference) == (
+        "succeeded", "ws_CO_191220191020363925")
+    assert Order.objects.get(number=order["number"]).status == "paid"
+
+
+@responses.activate
+def test_a_start_still_waiting_for_its_provider_is_not_started_twice(client, kes):
+    order = guest_order(client, payment_method="mpesa")
+    placed = Order.objects.get(number=order["number"])
+    running = Payment.objects.create(order=placed, provider="mpesa", amount=placed.total,
+                                     currency="KES", idempotency_key="pay-running")
+    again = start(client, order, "mpesa")
+    assert again.status_code == 200 and again.json()["id"] == running.pk
+    assert len(responses.calls) == 0  # no second prompt on the customer's phone
+
+
+@responses.activate
+def test_a_refund_that_timed_out_is_not_counted_twice_when_stripe_reports_it(
+    client, django_capture_on_commit_callbacks
+):
+    order, payment = stripe_paid(client, django_capture_on_commit_callbacks)
+    placed = Order.objects.get(number=order["number"])
+    responses.add(responses.POST, f"{STRIPE_API}/refunds",
+                  body=requests.exceptions.ReadTimeout("slow"))
+    with pytest.raises(payments.PaymentError):
+        payments.refund_order(placed, orders.RefundRequest(amount=Decimal("100.00")))
+    responses.replace(responses.POST, f"{STRIPE_API}/refunds", json={
+        "id": "re_b", "object": "refund", "amount": 5000, "currency": "usd",
+        "payment_intent": "pi_test_1", "status": "succeeded", "metadata": {}})
+    payments.refund_order(placed, orders.RefundRequest(amount=Decimal("50.00")))
+    # Stripe had made the first refund: its charge.refunded says 100 in all (no refund list).
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhook(client, "charge.refunded", {
+            "id": "ch_test_1", "object": "charge", "amount": 60500, "amount_refunded": 10000,
+            "currency": "usd", "payment_intent": "pi_test_1", "refunded": False})
+    assert Refund.objects.count() == 2
+    # Reconciliation asks again with the same key; Stripe answers with the refund it made.
+    responses.replace(responses.POST, f"{STRIPE_API}/refunds", json={
+        "id": "re_a", "object": "refund", "amount": 10000, "currency": "usd",
+        "payment_intent": "pi_test_1", "status": "succeeded", "metadata": {}})
+    assert payments.reconcile(now=timezone.now() + timedelta(minutes=5)).refunds == 1
+    assert sorted(Refund.objects.values_list("status", "amount")) == [
+        ("succeeded", Decimal("50.00")), ("succeeded", Decimal("100.00"))]
+    placed.refresh_from_db()
+    assert placed.refunded_total == Decimal("150.00")
+    keys = [c.request.headers["Idempotency-Key"] for c in responses.calls
+            if c.request.url.endswith("/refunds")]
+    # The first refund's key is the one asked again (Stripe then answers with what it made).
+    assert keys[0] == keys[-1] and len(set(keys)) == 2
+
+
+@responses.activate
+def test_the_stripe_page_closes_when_the_order_stops_waiting(client, settings):
+    settings.ORDER_PAYMENT_WINDOW_MINUTES = 40
+    order = guest_order(client)
+    responses.add(responses.POST, f"{STRIPE_API}/checkout/sessions", json=stripe_session())
+    start(client, order, "stripe")
+    sent = dict(pair.split("=", 1) for pair in responses.calls[0].request.body.split("&"))
+    due = Order.objects.get(number=order["number"]).payment_due_at.timestamp()
+    assert int(sent["expires_at"]) <= due

@@ -5,8 +5,8 @@ The storefront API, the webhook endpoint, the admin and the jobs all call these.
 - **No provider is called while a row is locked.** A payment row is written first (so a retry
   finds it and reuses its idempotency key), the provider is called, then its answer is saved.
 - **Webhooks are stored, then processed by a job.** The provider's event id is unique, so a
-  replay is stored once and acted on once; processing locks the event, the order and the
-  payment, and marks the event processed in the same transaction as its effects.
+  replay is stored once. Acting on it locks the order and the payment and applies the status
+  machine, so an event processed twice at once (the job and reconciliation) changes them once.
 - **Providers whose webhooks are only signals** (``confirm_webhooks``: M-Pesa, Chapa) are
   asked where the payment stands before anything is believed.
 - **A success must match**: the amount and currency the provider reports must be the payment's.
@@ -64,6 +64,10 @@ PROCESS_TASK = "backoffice.payments.tasks.process_event"
 # reconciliation job this many times, then left with its error for staff.
 MAX_EVENT_ATTEMPTS = 10
 MANUAL = "manual"
+# A refund the provider refused when asked again: maybe done, maybe not; staff check.
+UNCONFIRMED = "unconfirmed"
+# How long a start may wait for its provider (requests' read timeouts are 30 s).
+IN_FLIGHT_SECONDS = 45
 
 S = PaymentStatus
 
@@ -146,7 +150,10 @@ def _request(order: Order, payment: Payment) -> PaymentRequest:
         description=f"Order {order.number}",
         return_url=_fill(settings.PAYMENT_RETURN_URL, order, payment),
         cancel_url=_fill(settings.PAYMENT_CANCEL_URL, order, payment),
-        callback_url=webhook_url(payment.provider),
+        # Our payment id rides along, for providers that echo the URL back (M-Pesa): a
+        # callback then finds its payment even if the start timed out before the reference.
+        callback_url=f"{webhook_url(payment.provider)}?payment={payment.pk}",
+        pay_by=order.payment_due_at,
         metadata={"payment_id": str(payment.pk), "order_number": order.number or "",
                   "first_name": str(address.get("first_name") or ""),
                   "last_name": str(address.get("last_name") or "")},
@@ -172,7 +179,9 @@ def start_payment(
         payment = (Payment.objects.filter(order=order, provider=provider_code,
                                           status__in=OPEN_STATUSES).order_by("-id").first())
         created = payment is None
-        if payment is not None and payment.provider_reference:
+        if payment is not None and (payment.provider_reference or _in_flight(payment)):
+            # Started already, or being started by a request still waiting for the provider:
+            # a second push or session would be a second way to pay the same order.
             return payment, False
         if payment is None:
             payment = Payment.objects.create(
@@ -187,6 +196,12 @@ def start_payment(
     _initiate(payment, order, bound)
     payment.refresh_from_db()
     return payment, created
+
+
+def _in_flight(payment: Payment) -> bool:
+    """Created moments ago and neither answered nor failed: its start is still running."""
+    return (not payment.message
+            and payment.created_at > timezone.now() - timedelta(seconds=IN_FLIGHT_SECONDS))
 
 
 def _switch_method(order: Order, code: str, provider: Any) -> None:
@@ -221,7 +236,10 @@ def _initiate(payment: Payment, order: Order, bound: plugins.Bound) -> None:
                            "provider_unavailable", 503) from exc
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        locked.provider_reference = result.provider_reference[:255] or None
+        # A racing start may have answered first: the first reference stays (callbacks of the
+        # other still find the payment by its id).
+        locked.provider_reference = (locked.provider_reference
+                                     or result.provider_reference[:255] or None)
         locked.next_action = {"kind": result.next_action.kind, "url": result.next_action.url,
                               "message": result.next_action.message}
         locked.message = ""
@@ -364,23 +382,31 @@ def _apply_refunds(order: Order, payment: Payment, amount_refunded: Decimal | No
     if payment.status not in SETTLED_STATUSES:
         return Outcome(f"waiting: refund reported for a {payment.status} payment", retry=True)
     settled = 0
-    pending = list(Refund.objects.filter(payment=payment, status=Refund.Status.PENDING))
+    pending = list(Refund.objects.filter(payment=payment, status=Refund.Status.PENDING)
+                   .order_by("created_at", "id"))
     for refund in pending:
         if refund.provider_refund_id and refund.provider_refund_id in refund_ids:
             orders.settle_refund(refund, succeeded=True, actor=actor)
             settled += 1
-    ours = (Refund.objects.filter(payment=payment, status=Refund.Status.SUCCEEDED)
-            .aggregate(total=Sum("amount"))["total"] or Decimal("0"))
+
+    def total(status: str) -> Decimal:
+        return (Refund.objects.filter(payment=payment, status=status)
+                .aggregate(total=Sum("amount"))["total"] or Decimal("0"))
+
     recorded = ""
-    if amount_refunded is not None and quantize(amount_refunded, payment.currency) > ours:
-        extra = quantize(amount_refunded, payment.currency) - ours
-        match = next((r for r in Refund.objects.filter(payment=payment,
-                                                       status=Refund.Status.PENDING)
-                      if r.amount == extra), None)
-        if match is not None:
-            orders.settle_refund(match, succeeded=True, actor=actor)
+    if amount_refunded is not None:
+        reported = quantize(amount_refunded, payment.currency)
+        # Refunds the provider has acknowledged (they have its id), oldest first, are done
+        # once its running total covers them (its events may not list refunds by id).
+        for refund in Refund.objects.filter(payment=payment, status=Refund.Status.PENDING) \
+                .exclude(provider_refund_id="").order_by("created_at", "id"):
+            if total(Refund.Status.SUCCEEDED) + refund.amount > reported:
+                break
+            orders.settle_refund(refund, succeeded=True, actor=actor)
             settled += 1
-        else:
+        # Pending refunds count as ours too: one that timed out may be in the total already.
+        extra = reported - total(Refund.Status.SUCCEEDED) - total(Refund.Status.PENDING)
+        if extra > 0:
             try:
                 orders.record_refund(
                     order, orders.RefundRequest(amount=extra,
@@ -466,24 +492,31 @@ def process_event(event_id: int) -> str:
             return _finish(event_id, None, Outcome("", error="no payment of ours has this "
                                                    "reference"))
         status, amount = claims["status"], _decimal(claims.get("amount"))
+        currency = claims.get("currency", "")
+        if not payment.provider_reference and claims.get("provider_reference"):
+            # Its start timed out before the provider's answer: the callback brings it.
+            Payment.objects.filter(pk=payment.pk, provider_reference__isnull=True).update(
+                provider_reference=claims["provider_reference"][:255])
         provider_payment_id, message = claims.get("provider_payment_id", ""), claims.get(
             "message", "")
         verified = event.verified
         if not verified and status not in {S.REFUNDED, S.PARTIALLY_REFUNDED}:
             # Only a signal: ask the provider itself (outside any lock).
             bound = _bound(event.provider)
-            answer = bound.provider.query_status(payment.provider_reference or "", bound.config)
+            reference = claims.get("provider_reference") or payment.provider_reference or ""
+            answer = bound.provider.query_status(reference, bound.config)
             verified = True
             if answer.status in OPEN_STATUSES and status not in OPEN_STATUSES:
                 return _finish(event_id, payment, Outcome(
                     f"the webhook says {status}; the provider still says {answer.status}; "
                     "reconciliation asks again"), verified=True)
             status = answer.status
+            currency = answer.currency or currency
             amount = answer.amount if answer.amount is not None else amount
             provider_payment_id = answer.provider_payment_id or provider_payment_id
             message = answer.message or message
         outcome = apply_status(
-            payment.pk, status, amount=amount, currency=claims.get("currency", ""),
+            payment.pk, status, amount=amount, currency=currency,
             provider_payment_id=provider_payment_id, message=message,
             amount_refunded=_decimal(claims.get("amount_refunded")),
             refund_ids=claims.get("refund_ids") or (), authoritative=event.source != "webhook",
@@ -599,8 +632,10 @@ def refund_order(order: Order | int, request: orders.RefundRequest, *,
     return call_refund(refund, provider, actor=actor)
 
 
-def call_refund(refund: Refund, bound: plugins.Bound, *, actor: Actor = SYSTEM) -> Refund:
-    """Ask the provider for a pending refund (again: its idempotency key is the refund's)."""
+def call_refund(refund: Refund, bound: plugins.Bound, *, actor: Actor = SYSTEM,
+                again: bool = False) -> Refund:
+    """Ask the provider for a pending refund (``again``: a retry of a call that got no answer;
+    its idempotency key is the refund's, so a provider that got the first call answers it)."""
     payment = refund.payment
     try:
         result = bound.provider.refund(ProviderRefundRequest(
@@ -611,6 +646,15 @@ def call_refund(refund: Refund, bound: plugins.Bound, *, actor: Actor = SYSTEM) 
             reason=refund.reason, provider_payment_id=payment.provider_payment_id,
         ), bound.config)
     except PaymentProviderError as exc:
+        if again:
+            # The first call may have gone through (and a reused reference be refused): the
+            # money may be back with the customer. Staff look; nothing is recorded as failed.
+            _order_event(refund.order_id, actor,
+                         f"{payment.provider} refused refund {refund.pk} when asked again "
+                         f"({exc}); check it at {payment.provider} before refunding again.")
+            # Not asked again; it settles when the provider's refunded total covers it.
+            Refund.objects.filter(pk=refund.pk).update(provider_refund_id=UNCONFIRMED)
+            raise PaymentError(str(exc), exc.code, 422) from exc
         _settled(refund, False, actor, "")
         raise PaymentError(f"{payment.provider} refused the refund: {exc}", exc.code,
                            422) from exc
@@ -708,7 +752,7 @@ def reconcile(now: datetime | None = None, limit: int = 200) -> ReconcileReport:
                    .select_related("payment")[:limit]):
         report.refunds += 1
         try:
-            call_refund(refund, _bound(refund.payment.provider))
+            call_refund(refund, _bound(refund.payment.provider), again=True)
         except Exception:  # noqa: BLE001
             report.errors += 1
             logger.exception("could not ask for refund %s again", refund.pk)

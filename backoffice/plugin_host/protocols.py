@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -54,6 +55,9 @@ class PaymentRequest:
     callback_url: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     lines: Sequence[PaymentLine] = ()
+    # When the order stops waiting for this payment (its stock is released): a hosted page
+    # should close by then. None: the order waits (cash on delivery).
+    pay_by: datetime | None = None
 
 
 @dataclass(frozen=True)
