@@ -788,3 +788,44 @@ def test_the_stripe_page_closes_when_the_order_stops_waiting(client, settings):
     sent = dict(pair.split("=", 1) for pair in responses.calls[0].request.body.split("&"))
     due = Order.objects.get(number=order["number"]).payment_due_at.timestamp()
     assert int(sent["expires_at"]) <= due
+
+
+@responses.activate
+def test_an_order_paid_twice_gives_the_second_payment_back_and_the_order_stands(
+    client, staff_client, django_capture_on_commit_callbacks
+):
+    order, first = stripe_paid(client, django_capture_on_commit_callbacks)
+    placed = Order.objects.get(number=order["number"])
+    # A second Stripe payment of the same order (another tab), paid too.
+    second = Payment.objects.create(order=placed, provider="stripe", amount=placed.total,
+                                    currency="USD", idempotency_key="pay-second",
+                                    provider_reference="cs_test_second")
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhook(client, "checkout.session.completed",
+                       completed(session_id="cs_test_second", intent="pi_second"))
+    second.refresh_from_db()
+    assert second.status == "succeeded"
+    assert OrderEvent.objects.filter(order=placed, note__startswith="Paid twice").exists()
+    # The order's refunds go to the payment that paid it, never to the duplicate.
+    assert payments.refund_payment_of(placed) == first
+    url = f"/admin/payments/payment/{second.pk}/refund-duplicate/"
+    assert b"paid by another payment first" in staff_client.get(url).content
+    responses.add(responses.POST, f"{STRIPE_API}/refunds", json={
+        "id": "re_dup", "object": "refund", "amount": 60500, "currency": "usd",
+        "payment_intent": "pi_second", "status": "succeeded", "metadata": {}})
+    assert staff_client.post(url).status_code == 302
+    assert "payment_intent=pi_second" in responses.calls[-1].request.body
+    second.refresh_from_db()
+    assert (second.status, second.amount_refunded) == ("refunded", Decimal("605.00"))
+    # Stripe's charge.refunded for it changes the order no more than the button did.
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_webhook(client, "charge.refunded", {
+            "id": "ch_second", "object": "charge", "amount": 60500, "amount_refunded": 60500,
+            "currency": "usd", "payment_intent": "pi_second", "refunded": True})
+    placed.refresh_from_db()
+    assert (placed.status, placed.refunded_total) == ("paid", Decimal("0.00"))
+    assert not Refund.objects.exists() and Stock.objects.get().quantity_allocated == 2
+    # The first payment is not a duplicate.
+    with pytest.raises(payments.PaymentError):
+        payments.refund_duplicate(first.pk)
+    assert staff_client.get(f"/admin/payments/payment/{second.pk}/ask/").status_code == 200

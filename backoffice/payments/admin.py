@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -18,6 +19,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 
 from backoffice.admin_records import ReadOnlyRecord
+from backoffice.inventory.services import Actor
 from backoffice.payments import services
 from backoffice.payments.models import Payment, PaymentEvent
 from backoffice.payments.status import OPEN_STATUSES, PaymentStatus
@@ -63,7 +65,7 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
               "created_by", "created_at", "succeeded_at", "last_checked_at"]
     readonly_fields = fields
     actions = ["ask_provider"]
-    actions_detail = ["ask_provider_detail"]
+    actions_detail = ["ask_provider_detail", "refund_duplicate_detail"]
 
     @display(description=_("order"), ordering="order__id")
     def order_link(self, obj: Payment) -> str:
@@ -109,9 +111,46 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
         payment = get_object_or_404(Payment, pk=object_id)
         if request.method == "POST":
             self._ask(request, payment)
-        else:
-            messages.info(request, _("Use the button to ask the provider."))
+            return self._back(payment)
+        return self._confirm(request, payment, _("Ask the provider now"),
+                             _("Ask %(provider)s where this payment stands, and act on its "
+                               "answer.") % {"provider": payment.provider}, _("Ask"))
+
+
+    @action(description=_("Refund: paid twice"), url_path="refund-duplicate",
+            permissions=["fulfil"], icon="currency_exchange")
+    def refund_duplicate_detail(self, request: HttpRequest, object_id) -> HttpResponse:
+        """A second payment of an order paid already goes back in full; the order stands."""
+        payment = get_object_or_404(Payment, pk=object_id)
+        if request.method == "POST":
+            try:
+                services.refund_duplicate(payment.pk, actor=Actor(
+                    user=request.user, label=request.user.get_username()))
+            except services.PaymentError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, _("Payment %(id)s is being given back.")
+                                 % {"id": payment.pk})
+            return self._back(payment)
+        return self._confirm(
+            request, payment, _("Refund: paid twice"),
+            _("This order was paid by another payment first. Give all of this one back "
+              "through %(provider)s? The order is not changed.") % {"provider": payment.provider},
+            _("Give it back"), danger=True)
+
+    def _back(self, payment: Payment) -> HttpResponse:
         return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))
+
+    def _confirm(self, request: HttpRequest, payment: Payment, title: str, question: str,
+                 submit: str, danger: bool = False) -> HttpResponse:
+        """A GET asks first; the form posts back to the same action."""
+        return TemplateResponse(request, "admin/orders/order/confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta,
+            "original": payment, "order": payment,
+            "order_url": reverse("admin:payments_payment_change", args=[payment.pk]),
+            "title": title, "question": question, "submit": submit, "form": None,
+            "danger": danger,
+        })
 
 
 @admin.register(PaymentEvent)

@@ -359,6 +359,63 @@ def _order_paid(order: Order, payment: Payment, actor: Actor, note: str) -> None
             _order_event(order.pk, actor, f"Payment received, but {exc}")
 
 
+def _is_duplicate(payment: Payment) -> bool:
+    """Another payment of the order took the money first: this one is a second payment."""
+    return (Payment.objects.filter(order_id=payment.order_id, status__in=SETTLED_STATUSES,
+                                   succeeded_at__lt=payment.succeeded_at)
+            .exclude(pk=payment.pk).exists()) if payment.succeeded_at else False
+
+
+def _duplicate_refunded(payment: Payment, amount: Decimal, actor: Actor) -> str:
+    amount = min(amount, payment.amount)
+    if amount <= payment.amount_refunded:
+        return "duplicate payment: nothing new refunded"
+    payment.amount_refunded = amount
+    status = S.REFUNDED if amount >= payment.amount else S.PARTIALLY_REFUNDED
+    if status != payment.status and can_move(payment.status, status):
+        _set_status(payment, status, actor, f"Payment {payment.pk} (paid twice): {amount} "
+                                            f"{payment.currency} given back; the order stands.")
+    else:
+        payment.save(update_fields=["amount_refunded", "updated_at"])
+    return f"duplicate payment: {amount} refunded"
+
+
+def refund_duplicate(payment_id: int, *, actor: Actor = SYSTEM) -> Payment:
+    """Give back all of a second payment of an order already paid (the customer paid twice),
+    through its provider. The order, paid by its first payment, is left as it is."""
+    payment = Payment.objects.get(pk=payment_id)
+    if payment.status != S.SUCCEEDED or not _is_duplicate(payment):
+        raise PaymentError("Only a second payment of an order paid already is refunded this "
+                           "way; refund the order instead.", "not_a_duplicate")
+    bound = _bound(payment.provider)
+    if payment.provider == MANUAL or not _flag(bound.provider, "supports_refunds", False):
+        raise PaymentError(f"{payment.provider} cannot refund from here: give the money back "
+                           "yourself.", "refund_by_hand")
+    try:
+        result = bound.provider.refund(ProviderRefundRequest(
+            provider_reference=payment.provider_reference or "", amount=payment.amount,
+            currency=payment.currency, idempotency_key=f"duplicate-{payment.idempotency_key}",
+            reason="paid twice", provider_payment_id=payment.provider_payment_id,
+        ), bound.config)
+    except PaymentProviderError as exc:
+        raise PaymentError(f"{payment.provider} refused the refund: {exc}", exc.code,
+                           422) from exc
+    if result.status == "failed":
+        raise PaymentError(f"{payment.provider} could not refund the payment.", "refund_failed",
+                           422)
+    with transaction.atomic():
+        Order.objects.select_for_update(of=("self",)).get(pk=payment.order_id)
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        if result.status == "succeeded":
+            _duplicate_refunded(locked, locked.amount, actor)
+        else:
+            _order_event(locked.order_id, actor,
+                         f"Refund of payment {locked.pk} (paid twice) asked of "
+                         f"{locked.provider}; it reports when it is done.")
+    payment.refresh_from_db()
+    return payment
+
+
 def _sync_refunded(payment: Payment, actor: Actor) -> None:
     """The payment's refunded amount and status follow its succeeded refunds (locked)."""
     total = (Refund.objects.filter(payment=payment, status=Refund.Status.SUCCEEDED)
@@ -381,6 +438,11 @@ def _apply_refunds(order: Order, payment: Payment, amount_refunded: Decimal | No
     refunded that we never asked for (from its dashboard) is recorded as a refund."""
     if payment.status not in SETTLED_STATUSES:
         return Outcome(f"waiting: refund reported for a {payment.status} payment", retry=True)
+    if _is_duplicate(payment) and amount_refunded is not None:
+        # A second payment of an order paid already: its money goes back without touching the
+        # order (whose own payment still stands).
+        return Outcome(_duplicate_refunded(payment, quantize(amount_refunded, payment.currency),
+                                           actor))
     settled = 0
     pending = list(Refund.objects.filter(payment=payment, status=Refund.Status.PENDING)
                    .order_by("created_at", "id"))
@@ -584,9 +646,11 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
 def refund_payment_of(order: Order) -> Payment | None:
     """The payment a refund of ``order`` goes back to: the newest one that took money and has
     some left to give back."""
-    return (Payment.objects.filter(order=order, status__in=SETTLED_STATUSES,
-                                   amount_refunded__lt=F("amount"))
-            .order_by("-succeeded_at", "-id").first())
+    # The first payment that took the money is the order's; a later one is a duplicate,
+    # given back on its own (``refund_duplicate``).
+    first = (Payment.objects.filter(order=order, status__in=SETTLED_STATUSES)
+             .order_by("succeeded_at", "id").first())
+    return first if first is not None and first.amount_refunded < first.amount else None
 
 
 def refund_order(order: Order | int, request: orders.RefundRequest, *,
