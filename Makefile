@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: demo test install lint check-migrations clean bench-api bench-checkout
+.PHONY: demo test install lint check-migrations clean bench-api bench-checkout bench-webhooks
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -56,6 +56,11 @@ bench-api: $(STAMP)
 ## DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres make bench-checkout
 bench-checkout: $(STAMP)
 	$(PY) benchmarks/checkout_bench.py $(BENCH_ARGS)
+
+## Webhook benchmark: Stripe webhooks taken in (new and replayed) and processed, in-process
+## (prints numbers). SQLite in a temporary folder, or a fresh database on DATABASE_URL's server.
+bench-webhooks: $(STAMP)
+	$(PY) benchmarks/webhook_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
