@@ -829,3 +829,24 @@ def test_an_order_paid_twice_gives_the_second_payment_back_and_the_order_stands(
     with pytest.raises(payments.PaymentError):
         payments.refund_duplicate(first.pk)
     assert staff_client.get(f"/admin/payments/payment/{second.pk}/ask/").status_code == 200
+
+
+def test_an_integration_marking_an_order_paid_records_a_manual_payment(client):
+    from backoffice.integrations.services import create_api_key
+
+    key = create_api_key(name="ERP", scopes=["orders:read", "orders:write"])[1]
+    order = guest_order(client, payment_method="manual")
+    moved = client.post(f"/api/v1/integrations/orders/{order['number']}/status",
+                        {"status": "paid", "note": "M-Pesa paybill, receipt QK12"},
+                        content_type="application/json", HTTP_X_API_KEY=key)
+    assert moved.status_code == 200, moved.json()
+    payment = Payment.objects.get()
+    assert (payment.provider, payment.status) == ("manual", "succeeded")
+    assert Order.objects.get(number=order["number"]).status == "paid"
+    # Cancelled orders cannot be marked paid: a 409, nothing recorded.
+    other = guest_order(client, payment_method="manual", quantity=1)
+    orders.cancel_order(Order.objects.get(number=other["number"]).pk)
+    refused = client.post(f"/api/v1/integrations/orders/{other['number']}/status",
+                          {"status": "paid"}, content_type="application/json",
+                          HTTP_X_API_KEY=key)
+    assert refused.status_code == 409 and Payment.objects.count() == 1

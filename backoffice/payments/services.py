@@ -640,6 +640,15 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
     return payment
 
 
+def move_to(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> None:
+    """``orders.move_to`` for clerks and integrations, with *paid* recorded as a manual
+    payment (so the order's payments say how it was paid, and its refunds find the money)."""
+    if status == OrderStatus.PAID:
+        record_manual_payment(order, actor=actor, note=note)
+    else:
+        orders.move_to(order, status, actor=actor, note=note)
+
+
 # --- Refunds -------------------------------------------------------------------------------------
 
 

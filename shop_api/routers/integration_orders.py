@@ -19,6 +19,7 @@ from backoffice.inventory.services import Actor
 from backoffice.orders import services
 from backoffice.orders.models import Order
 from backoffice.orders.status import OrderStatus
+from backoffice.payments import services as payments
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
@@ -127,7 +128,7 @@ def move_order(request: HttpRequest, number: str, payload: StatusIn):
     require_scope(request, Scope.ORDERS_WRITE)
     order = _order(number)
     try:
-        services.move_to(order, payload.status, actor=Actor(label=request.auth.label),
+        payments.move_to(order, payload.status, actor=Actor(label=request.auth.label),
                          note=payload.note)
     except (services.OrderError, services.IllegalTransition) as exc:
         raise _refused(exc) from exc
