@@ -4,6 +4,8 @@ Django's auth and django-q2 register plain ``ModelAdmin`` classes; re-registerin
 ``ModelAdmin`` gives them the same look, filters and forms as the rest of the back office.
 """
 
+import functools
+
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -13,6 +15,7 @@ from django_q.models import Failure, OrmQ, Schedule, Success
 from unfold.admin import ModelAdmin
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from backoffice.admin_navigation import in_sidebar_words
 from backoffice.customers.admin import CustomerProfileInline
 
 admin.site.unregister(User)
@@ -45,3 +48,17 @@ _restyle(Schedule, q_admin.ScheduleAdmin)
 _restyle(Success, q_admin.TaskAdmin)
 _restyle(Failure, q_admin.FailAdmin)
 _restyle(OrmQ, q_admin.QueueAdmin)
+
+
+def _app_list_in_sidebar_words(get_app_list):
+    """The site's app list (the dashboard, "All applications", app pages) in the sidebar's
+    words. Wrapped on the site unfold made, which every admin registered on already."""
+
+    @functools.wraps(get_app_list)
+    def get_app_list_in_sidebar_words(request, app_label=None):
+        return in_sidebar_words(get_app_list(request, app_label))
+
+    return get_app_list_in_sidebar_words
+
+
+admin.site.get_app_list = _app_list_in_sidebar_words(admin.site.get_app_list)

@@ -13,6 +13,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -142,6 +143,17 @@ def sidebar_navigation(request: HttpRequest) -> list[dict]:
     return groups
 
 
+def in_sidebar_words(app_list: list[dict]) -> list[dict]:
+    """An admin app list (the dashboard's, "All applications") with every model the sidebar
+    lists named as the sidebar names it: "Failed jobs", never "Failed tasks" beside it."""
+    titles = {item.model.lower(): item.title
+              for _section, items in SIDEBAR_SECTIONS for item in items if item.model}
+    for app in app_list:
+        for model in app["models"]:
+            model["name"] = titles.get(model["model"]._meta.label_lower, model["name"])
+    return app_list
+
+
 def _counted_once(request: HttpRequest, key: str, count) -> str:
     """A badge's text, counted once per request (the sidebar asks, then unfold asks again)."""
     cache = request.__dict__.setdefault("_sidebar_badges", {})
@@ -164,6 +176,10 @@ def failed_deliveries_badge(request: HttpRequest) -> str:
         request, "failed_deliveries",
         PluginEventDelivery.objects.filter(status=DeliveryStatus.FAILED).count,
     )
+
+
+def favicon_url(request: HttpRequest) -> str:
+    return static("favicon.ico")
 
 
 def environment_label(request: HttpRequest) -> list[str] | None:

@@ -54,10 +54,27 @@ def check_broker() -> None:
         raise RuntimeError("the broker did not answer ping")
 
 
+def check_static_files() -> None:
+    """The manifest of collected static files exists, where the storage needs one.
+
+    Without it every admin page answers 500 ("Missing staticfiles manifest entry"), so a web
+    process started before ``collectstatic`` must not be sent traffic.
+    """
+    from django.contrib.staticfiles.storage import ManifestFilesMixin
+    from django.core.files.storage import storages
+
+    storage = storages["staticfiles"]
+    if isinstance(storage, ManifestFilesMixin) and storage.read_manifest() is None:
+        raise RuntimeError(
+            f"no {storage.manifest_name} in {storage.location}: run `manage.py collectstatic`"
+        )
+
+
 READINESS_CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "cache": check_cache,
     "broker": check_broker,
+    "static_files": check_static_files,
 }
 
 

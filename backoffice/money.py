@@ -2,7 +2,8 @@
 
 Amounts are stored with two decimal places (``MONEY_FIELD_KWARGS``); currencies with another
 exponent are rounded to their own (``currency_exponent``). Providers get minor units from
-``to_minor_units``.
+``to_minor_units``. People read amounts written by ``format_money`` (the admin), programs by
+``money_text`` (the API): both always with the currency's decimals.
 """
 
 from __future__ import annotations
@@ -49,3 +50,18 @@ def to_minor_units(amount: Decimal, currency: str | None = None) -> int:
     """The integer providers want: cents for USD, whole yen for JPY."""
     exponent = currency_exponent(currency)
     return int(quantize(amount, currency).scaleb(exponent))
+
+
+def money_text(amount: Decimal | int | str, currency: str | None = None) -> str:
+    """The amount as a plain decimal string with exactly the currency's decimals: ``"0.00"``,
+    ``"1250.00"``, ``"80"`` for JPY. What the API answers."""
+    return f"{quantize(amount, currency):f}"
+
+
+def format_money(amount: Decimal | int | str | None, currency: str | None = None) -> str:
+    """``USD 1,250.00``, ``JPY 80``: the amount as the admin shows it, in ``currency`` (the
+    store's by default) with its decimals; an empty string for no amount."""
+    if amount is None or amount == "":
+        return ""
+    code = (currency or store_currency()).upper()
+    return f"{code} {quantize(amount, code):,}"

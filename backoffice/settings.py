@@ -8,6 +8,7 @@ PostgreSQL and ``REDIS_URL`` moves the cache and the job broker to Redis.
 ``DEBUG`` is off unless set: production is the default, and it passes ``manage.py check --deploy``.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -186,7 +187,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
+    # A fresh clone has no var/ (git ignores it): SQLite cannot create a file in a missing folder.
+    if DATABASES["default"]["NAME"] not in ("", ":memory:"):
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cache keys belong to one database: a cache (the file cache under DATA_DIR, or a shared Redis)
+# can outlive the database it was filled from, and cachalot's cached rows, the storefront's
+# answers or a plugin list from another database must never be read as this one's.
+_database = DATABASES["default"]
+CACHE_KEY_PREFIX = "backoffice-" + hashlib.sha256(
+    "|".join(
+        str(_database.get(part) or "") for part in ("ENGINE", "HOST", "PORT", "NAME")
+    ).encode()
+).hexdigest()[:12]
 
 # --- Cache, jobs and query caching ---------------------------------------------------------------
 
@@ -197,7 +212,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "backoffice",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         },
         # The storefront's cached answers: apart, so that their number (one per URL asked)
@@ -205,7 +220,7 @@ if REDIS_URL:
         "storefront": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "storefront",
+            "KEY_PREFIX": f"{CACHE_KEY_PREFIX}-storefront",
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         },
     }
@@ -216,11 +231,13 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"MAX_ENTRIES": 20000},
         },
         "storefront": {
             "BACKEND": "backoffice.cache.FileBasedCache",  # culls without listing every write
             "LOCATION": str(DATA_DIR / "storefront-cache"),
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"MAX_ENTRIES": 20000},
         },
     }
@@ -270,6 +287,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Signing in at /admin/login/ without ?next= lands on the dashboard, not Django's default
+# /accounts/profile/ (which this project does not have).
+LOGIN_REDIRECT_URL = "admin:index"
 
 # Where the storefront's "choose a new password" page is; {uid} and {token} are filled in.
 PASSWORD_RESET_URL = env_str(
@@ -398,6 +418,9 @@ UNFOLD = {
     "SITE_SUBHEADER": _("Admin"),
     "SITE_URL": "/",
     "SITE_SYMBOL": "storefront",
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/x-icon", "href": "backoffice.admin_navigation.favicon_url"},
+    ],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "ENVIRONMENT": "backoffice.admin_navigation.environment_label",

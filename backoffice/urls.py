@@ -1,12 +1,21 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static as static_url
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
 from shop_api.api import api_urls, unknown_api_path
 
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico on every page; the icon is a static file (hashed name)."""
+    return HttpResponseRedirect(static_url("favicon.ico"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls()),

@@ -93,7 +93,9 @@ def write_shopify_csv(path: Path, products: int, variants_per_product: int) -> i
                     "Option2 Value": COLOURS[(p + v) % len(COLOURS)],
                     "Variant SKU": f"SKU-{p}-{v}",
                     "Variant Grams": str(100 + v * 10),
+                    "Variant Inventory Tracker": "shopify",  # tracked, as Shopify exports it
                     "Variant Inventory Qty": str((p + v) % 40),
+                    "Variant Inventory Policy": "deny",
                     "Variant Price": f"{10 + p % 90}.{v * 25 % 100:02d}",
                     "Variant Compare At Price": f"{120 + p % 90}.00" if v % 3 == 0 else "",
                     "Variant Barcode": f"{400000000000 + p * 10 + v}",

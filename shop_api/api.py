@@ -4,7 +4,10 @@ import functools
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import path
+from django.views.decorators.http import require_GET
 from ninja import NinjaAPI, Schema
+from ninja.openapi.docs import Redoc
 
 from backoffice.plugin_host.api_routers import mount_plugin_routers
 from shop_api.errors import ErrorOut, error_response, install_error_handlers
@@ -82,9 +85,21 @@ def _method_not_allowed_in_shape(view):
     return wrapped
 
 
+_redoc = Redoc()
+
+
+@require_GET
+def redoc(request: HttpRequest) -> HttpResponse:
+    """The same schema as ``/docs`` (Swagger UI), read in ReDoc. Its script is the copy
+    django-ninja ships as a static file, as Swagger UI's is: no CDN."""
+    return _redoc.render_page(request, api)
+
+
 def api_urls():
-    """``api.urls`` with every route's 405 in the error shape."""
+    """``api.urls`` with ``/redoc`` beside ``/docs``, and every route's 405 in the error
+    shape."""
     patterns, app_name, namespace = api.urls
+    patterns = [*patterns, path("redoc", redoc, name="openapi-redoc")]
     for pattern in patterns:
         pattern.callback = _method_not_allowed_in_shape(pattern.callback)
     return patterns, app_name, namespace

@@ -1,10 +1,22 @@
-"""What every route shares: the base of request bodies, and the documented error answers."""
+"""What every route shares: the base of request bodies, the documented error answers, and how
+amounts of money are written."""
 
+from contextvars import ContextVar
+from decimal import Decimal
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+)
 
+from backoffice.money import money_text
 from shop_api.errors import ErrorOut
 
 
@@ -76,3 +88,41 @@ class AddressValues(Schema):
     postal_code: str
     country: str
     phone: str
+
+
+# --- Money ------------------------------------------------------------------------------------
+
+# The currency of the answer being written: set by ``InCurrency`` for its fields and the nested
+# answers in it (an order's lines); the store's when nothing set it (the catalog).
+_answer_currency: ContextVar[str | None] = ContextVar("answer_currency", default=None)
+
+
+def _money_json(amount: Decimal) -> str:
+    return money_text(amount, _answer_currency.get())
+
+
+Money = Annotated[
+    Decimal,
+    PlainSerializer(_money_json, return_type=str),
+    WithJsonSchema({
+        "type": "string", "pattern": r"^-?\d+(\.\d+)?$",
+        "description": "A decimal string with exactly the currency's decimals: \"0.00\", "
+                       "\"1250.00\" (\"80\" in JPY).",
+    }, mode="serialization"),
+]
+"""An amount in an answer: always with its currency's decimals ("0.00", never "0")."""
+
+
+class InCurrency(Schema):
+    """An answer with a ``currency``: its ``Money``, and that of the answers nested in it, is
+    written with that currency's decimals."""
+
+    currency: str
+
+    @model_serializer(mode="wrap")
+    def _in_its_currency(self, handler):
+        token = _answer_currency.set(self.currency or None)
+        try:
+            return handler(self)
+        finally:
+            _answer_currency.reset(token)

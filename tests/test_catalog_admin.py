@@ -1,6 +1,7 @@
 """The catalog and stock admin: every page within a query budget that does not grow with rows,
 filters, search, and the bulk actions."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -110,7 +111,9 @@ def test_the_product_page_shows_stock_per_warehouse_with_links_to_adjust_it(staf
     html = staff_client.get(f"/admin/catalog/product/{product.pk}/change/").content.decode()
     for stock in Stock.objects.filter(variant=variant):
         assert f"/admin/inventory/stock/{stock.pk}/change/" in html
-    assert "<td>mombasa</td><td>8</td><td>0</td><td>8</td>" in html
+    # One unfold table row per place: SKU, warehouse name, on hand, allocated, available.
+    cells = "".join(rf"<td[^>]*>\s*{text}\s*</td>\s*" for text in ("Mombasa", 8, 0, 8))
+    assert re.search(cells, html)
 
 
 def _product(name: str, category=None, quantity: int = 0, **variant) -> Product:
@@ -325,7 +328,7 @@ def test_a_product_is_created_with_its_variants_in_one_admin_form(staff_client):
     shirts = Category.objects.create(name="Shirts", slug="shirts")
     data = {
         "name": "Linen Shirt", "slug": "linen-shirt", "description": "", "brand": "Kitenge Co",
-        "product_type": "", "category": shirts.pk, "attributes": "{}", "tags": "[]",
+        "product_type": "", "category": shirts.pk, "tags": "",
         "is_active": "on", "seo_title": "", "seo_description": "",
         "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0",
         "variants-MIN_NUM_FORMS": "1", "variants-MAX_NUM_FORMS": "1000",
@@ -336,7 +339,7 @@ def test_a_product_is_created_with_its_variants_in_one_admin_form(staff_client):
         data.update({
             f"variants-{i}-sku": sku, f"variants-{i}-name": sku[-1], f"variants-{i}-price": price,
             f"variants-{i}-compare_at_price": compare_at, f"variants-{i}-cost_price": "",
-            f"variants-{i}-barcode": "", f"variants-{i}-option_values": "{}",
+            f"variants-{i}-barcode": "", f"variants-{i}-option_values__name": "",
             f"variants-{i}-is_active": "on", f"variants-{i}-position": str(i),
         })
     response = staff_client.post("/admin/catalog/product/add/", data)

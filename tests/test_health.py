@@ -20,7 +20,7 @@ def test_ready_reports_every_part_ok(client):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "cache": "ok", "broker": "ok"},
+        "checks": {"database": "ok", "cache": "ok", "broker": "ok", "static_files": "ok"},
     }
     assert response["Cache-Control"] == "no-store"
 

@@ -63,7 +63,7 @@ def test_upload_runs_the_dry_run_then_run_import_imports(
     assert "Run import" in html and "Variant Compare At Price" in html  # a warning row
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.get(
+        response = staff_client.post(
             reverse("admin:imports_importjob_run_import", args=[job.pk])
         )
     assert response.status_code == 302
@@ -93,7 +93,7 @@ def test_a_file_with_errors_cannot_be_imported(staff_client, django_capture_on_c
     page = staff_client.get(reverse("admin:imports_importjob_change", args=[job.pk]))
     assert "Variant Price" in page.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        staff_client.get(reverse("admin:imports_importjob_run_import", args=[job.pk]))
+        staff_client.post(reverse("admin:imports_importjob_run_import", args=[job.pk]))
     job.refresh_from_db()
     assert job.status == ImportStatus.VALIDATED
     with pytest.raises(ValueError, match="dry run"):
@@ -227,7 +227,7 @@ def test_progress_is_visible_while_a_job_runs(staff_client):
     )
     cache.set(progress_key(job.pk), {"phase": "writing", "done": 1000, "total": 4000})
     html = staff_client.get(reverse("admin:imports_importjob_change", args=[job.pk])).content
-    assert b"1000 / 4000 rows (25%)" in html
+    assert b"1,000 / 4,000 rows (25%)" in html
     assert b"window.location.reload" in html  # the page refreshes itself while running
 
 

@@ -260,7 +260,7 @@ def test_bulk_mark_paid_then_processing_then_delivered_through_the_services(staf
         assert order.events.filter(kind="status").last().actor_label == "boss"
     orders.create_shipment(a, orders.ShipmentRequest())
     response = bulk(staff_client, "mark_delivered", a)
-    assert "1 orders marked delivered." in messages_of(response)
+    assert "1 order marked delivered." in messages_of(response)
     assert Order.objects.get(pk=a.pk).status == OrderStatus.DELIVERED
 
 
@@ -276,7 +276,7 @@ def test_a_bulk_action_refused_for_some_orders_names_them_and_changes_nothing_th
 
     response = bulk(staff_client, "cancel_orders", unpaid, shipped)
     found = messages_of(response)
-    assert "1 orders cancelled; their stock is back on the shelf." in found
+    assert "1 order cancelled; its stock is back on the shelf." in found
     assert f"#{shipped.number}: An order that is shipped cannot become cancelled." in found
     assert Order.objects.get(pk=unpaid.pk).status == OrderStatus.CANCELLED
     assert Order.objects.get(pk=shipped.pk).status == OrderStatus.SHIPPED
@@ -476,7 +476,7 @@ def test_a_refund_of_lines_with_restock_puts_shipped_goods_back(staff_client, sh
     # An amount alone, too much: the service's message, nothing recorded.
     response = staff_client.post(f"{ORDERS}{order.pk}/refund/", {"amount": "5000"})
     assert response.status_code == 200
-    assert messages_of(response) == ["At most 305.00 USD is left to refund."]
+    assert messages_of(response) == ["At most USD 305.00 is left to refund."]
     assert Refund.objects.count() == 1
 
 
@@ -699,7 +699,7 @@ def test_a_used_coupon_is_kept_and_coupons_are_switched_on_and_off_in_bulk(staff
     assert not Coupon.objects.filter(pk=unused.pk).exists()
     response = staff_client.post(COUPONS, {"action": "deactivate", "index": 0,
                                            helpers.ACTION_CHECKBOX_NAME: [used.pk]}, follow=True)
-    assert messages_of(response) == ["1 coupons deactivated."]
+    assert messages_of(response) == ["1 coupon deactivated."]
     assert not Coupon.objects.get(pk=used.pk).is_active
     assert "delete_selected" not in staff_client.get(COUPONS).content.decode()
 

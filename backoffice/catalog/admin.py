@@ -21,10 +21,11 @@ from django.core.paginator import Page, Paginator
 from django.db import connections, models, transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
@@ -35,6 +36,7 @@ from unfold.contrib.filters.admin import (
     FieldTextFilter,
 )
 from unfold.decorators import action, display
+from unfold.utils import display_for_label
 
 from backoffice.catalog import selectors, services
 from backoffice.catalog.forms import (
@@ -43,7 +45,9 @@ from backoffice.catalog.forms import (
     MoveCategoriesForm,
     MoveProductsForm,
     PercentagePriceChangeForm,
+    ProductAdminForm,
     VariantAdjustStockForm,
+    VariantForm,
 )
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.inventory.models import Stock
@@ -51,10 +55,11 @@ from backoffice.inventory.selectors import (
     StockStatus,
     stock_status_condition,
     with_product_stock,
+    with_stock_levels,
     with_variant_stock,
 )
 from backoffice.inventory.services import Actor, StockError, adjust_stock, set_stock_level
-from backoffice.money import quantize, store_currency
+from backoffice.money import format_money, quantize
 
 # Below this many rows (by the estimate) an exact count is cheap enough.
 ESTIMATE_COUNT_ABOVE = 50_000
@@ -97,13 +102,6 @@ class EstimatedCountPaginator(Paginator):
         return self._get_page(queryset.filter(pk__in=window), number, self)
 
 
-def format_money(amount: Decimal | None) -> str:
-    """``USD 1,250.00``; an empty string for no amount."""
-    if amount is None:
-        return ""
-    return f"{store_currency()} {quantize(amount):,}"
-
-
 def format_percent(value: Decimal | None) -> str:
     """``33.33%``; SQLite may hand back a subquery's decimal as a float, hence the quantize."""
     if value is None:
@@ -113,6 +111,15 @@ def format_percent(value: Decimal | None) -> str:
 
 def stock_status_label(status: str | None) -> str:
     return str(StockStatus(status).label) if status else ""
+
+
+def variant_availability(variant: Variant) -> str:
+    """What a variant annotated by ``with_variant_stock`` has to sell: "12 (In stock)", "not
+    tracked" (always available), "0 (In stock) · backorders" (sells on when out of stock)."""
+    if not variant.track_inventory:
+        return str(_("not tracked"))
+    text = f"{variant.available_total} ({stock_status_label(variant.stock_status)})"
+    return f"{text} · {_('backorders')}" if variant.allow_backorder else text
 
 
 STATUS_COLOURS = {
@@ -285,13 +292,16 @@ class CategoryAdmin(ModelAdmin):
     def activate_categories(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
         with transaction.atomic():  # cachalot marks the table changed at the commit
             count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=True)
-        self.message_user(request, _("%d categories activated.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d category activated.", "%d categories activated.",
+                                            count) % count, messages.SUCCESS)
 
     @action(description=_("Deactivate"), permissions=["change"])
     def deactivate_categories(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
         with transaction.atomic():
             count = Category.objects.filter(pk__in=queryset.values("pk")).update(is_active=False)
-        self.message_user(request, _("%d categories deactivated.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d category deactivated.",
+                                            "%d categories deactivated.", count) % count,
+                          messages.SUCCESS)
 
 
 # --- Products -------------------------------------------------------------------------------
@@ -299,9 +309,10 @@ class CategoryAdmin(ModelAdmin):
 
 class VariantInline(TabularInline):
     model = Variant
+    form = VariantForm
     fields = [
         "sku", "name", "option_values", "price", "compare_at_price", "cost_price", "barcode",
-        "is_active", "position", "available",
+        "is_active", "track_inventory", "allow_backorder", "position", "available",
     ]
     readonly_fields = ["available"]
     extra = 0
@@ -315,7 +326,7 @@ class VariantInline(TabularInline):
     def available(self, obj: Variant) -> str:
         if obj.pk is None:
             return "-"
-        return f"{obj.available_total} ({stock_status_label(obj.stock_status)})"
+        return variant_availability(obj)
 
 
 class ProductImageInline(StackedInline):
@@ -328,6 +339,7 @@ class ProductImageInline(StackedInline):
 
 @admin.register(Product)
 class ProductAdmin(ModelAdmin):
+    form = ProductAdminForm
     list_display = [
         "name", "category", "brand", "price_range", "discount", "stock_summary", "is_active",
         "is_featured",
@@ -377,26 +389,30 @@ class ProductAdmin(ModelAdmin):
         return obj._stock_table
 
     def _stock_table(self, obj: Product) -> str:
-        rows = (
-            Stock.objects.filter(variant__product=obj)
-            .select_related("variant", "warehouse")
-            .order_by("variant__position", "variant__sku", "warehouse__code")
-        )
-        body = format_html_join(
-            "", "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (reverse("admin:inventory_stock_change", args=[stock.pk]), stock.variant.sku,
-                 stock.warehouse.code, stock.quantity, stock.quantity_allocated,
-                 stock.quantity - stock.quantity_allocated)
-                for stock in rows
-            ),
-        )
-        if not body:
+        """Drawn by unfold's table component, as its dashboards draw theirs."""
+        rows = with_stock_levels(
+            Stock.objects.filter(variant__product=obj).select_related("variant", "warehouse")
+        ).order_by("variant__position", "variant__sku", "warehouse__name")
+        table_rows = [
+            [
+                format_html(
+                    '<a href="{}" class="text-link">{}</a>',
+                    reverse("admin:inventory_stock_change", args=[stock.pk]), stock.variant.sku,
+                ),
+                stock.warehouse.name, stock.quantity, stock.quantity_allocated, stock.available,
+                display_for_label(
+                    (stock.stock_status, stock_status_label(stock.stock_status)), "",
+                    STATUS_COLOURS,
+                ),
+            ]
+            for stock in rows
+        ]
+        if not table_rows:
             return _("No stock yet: add it on a variant's page, or import a stock file.")
-        return format_html(
-            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
-            _("SKU"), _("warehouse"), _("on hand"), _("allocated"), _("available"), body,
+        headers = [_("SKU"), _("warehouse"), _("on hand"), _("allocated"), _("available"),
+                   _("status")]
+        return render_to_string(
+            "unfold/components/table.html", {"table": {"headers": headers, "rows": table_rows}}
         )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
@@ -441,22 +457,27 @@ class ProductAdmin(ModelAdmin):
     @action(description=_("Publish"), permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         count = services.set_products_published(product_ids=self._ids(queryset), published=True)
-        self.message_user(request, _("%d products published.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d product published.", "%d products published.",
+                                            count) % count, messages.SUCCESS)
 
     @action(description=_("Unpublish"), permissions=["change"])
     def unpublish(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         count = services.set_products_published(product_ids=self._ids(queryset), published=False)
-        self.message_user(request, _("%d products unpublished.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d product unpublished.",
+                                            "%d products unpublished.", count) % count,
+                          messages.SUCCESS)
 
     @action(description=_("Feature"), permissions=["change"])
     def feature(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         count = services.set_products_featured(product_ids=self._ids(queryset), featured=True)
-        self.message_user(request, _("%d products featured.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d product featured.", "%d products featured.",
+                                            count) % count, messages.SUCCESS)
 
     @action(description=_("Unfeature"), permissions=["change"])
     def unfeature(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         count = services.set_products_featured(product_ids=self._ids(queryset), featured=False)
-        self.message_user(request, _("%d products unfeatured.") % count, messages.SUCCESS)
+        self.message_user(request, ngettext("%d product unfeatured.", "%d products unfeatured.",
+                                            count) % count, messages.SUCCESS)
 
     @action(description=_("Change prices by a percentage"), permissions=["change"])
     def change_prices(self, request: HttpRequest, queryset: QuerySet[Product]):
@@ -471,7 +492,9 @@ class ProductAdmin(ModelAdmin):
                 self.message_user(request, str(error), messages.ERROR)
                 return
             self.message_user(
-                request, _("Changed the price of %d variants.") % count, messages.SUCCESS
+                request, ngettext("Changed the price of %d variant.",
+                                  "Changed the price of %d variants.", count) % count,
+                messages.SUCCESS,
             )
 
         return form_action(
@@ -488,7 +511,8 @@ class ProductAdmin(ModelAdmin):
             )
             self.message_user(
                 request,
-                _("Moved %(count)d products to %(category)s.")
+                ngettext("Moved %(count)d product to %(category)s.",
+                         "Moved %(count)d products to %(category)s.", count)
                 % {"count": count, "category": data["category"].name},
                 messages.SUCCESS,
             )
@@ -548,7 +572,8 @@ class StockInline(TabularInline):
     show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Stock]:
-        return super().get_queryset(request).select_related("warehouse")
+        # Each row's title is ``str(stock)``: SKU, product and warehouse, joined here.
+        return super().get_queryset(request).select_related("warehouse", "variant__product")
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -560,12 +585,16 @@ class StockInline(TabularInline):
 
 @admin.register(Variant)
 class VariantAdmin(ModelAdmin):
+    form = VariantForm
     list_display = [
         "sku", "product_link", "name", "price_display", "compare_at_display", "discount",
         "available", "is_active",
     ]
     list_select_related = ["product"]
-    list_filter = [("is_active", BooleanRadioFilter), VariantStockStatusFilter]
+    list_filter = [
+        ("is_active", BooleanRadioFilter), VariantStockStatusFilter,
+        ("track_inventory", BooleanRadioFilter), ("allow_backorder", BooleanRadioFilter),
+    ]
     list_filter_submit = True
     search_fields = ["sku", "barcode", "product__name"]
     search_help_text = _("SKU, barcode or product name.")
@@ -578,6 +607,7 @@ class VariantAdmin(ModelAdmin):
     fieldsets = [
         (None, {"fields": ["product", "sku", "name", "option_values", "is_active", "position"]}),
         (_("Prices"), {"fields": ["price", "compare_at_price", "cost_price"]}),
+        (_("Stock"), {"fields": ["track_inventory", "allow_backorder"]}),
         (_("Shipping"), {"fields": ["barcode", "weight_grams"]}),
         (_("Record"), {"fields": ["created_at", "updated_at"]}),
     ]
@@ -608,7 +638,7 @@ class VariantAdmin(ModelAdmin):
 
     @display(description=_("available"), label=STATUS_COLOURS)
     def available(self, obj: Variant) -> tuple[str, str]:
-        return obj.stock_status, f"{obj.available_total} · {stock_status_label(obj.stock_status)}"
+        return obj.stock_status, variant_availability(obj)
 
     def has_adjust_stock_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("inventory.change_stock")

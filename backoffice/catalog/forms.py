@@ -1,4 +1,5 @@
-"""Admin forms of the catalog: the category form and the forms of the bulk actions."""
+"""Admin forms of the catalog: the category, product and variant forms, and the forms of the
+bulk actions."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from unfold.widgets import (
     UnfoldBooleanSwitchWidget,
 )
 
-from backoffice.catalog.models import Category
+from backoffice.catalog.models import Category, Product, Variant
+from backoffice.catalog.widgets import (
+    KeyValueField,
+    KeyValueWidget,
+    TagsField,
+    keep_stored_values,
+)
 from backoffice.inventory.models import MovementReason, Warehouse
 
 
@@ -39,6 +46,86 @@ class CategoryAdminForm(forms.ModelForm):
                 _("A category cannot move under itself or its own descendants.")
             )
         return parent
+
+
+# As the API takes them (Shopify-style: three options a variant, and the exports write three).
+# A variant imported with more (WooCommerce has up to nine) keeps them: the form only refuses
+# going beyond three, or beyond what it already has.
+MAX_OPTIONS = 3
+MAX_TAG_LENGTH = 100
+
+
+class OptionsField(KeyValueField):
+    default_error_messages = {
+        "no_value": _('Each option needs a name and a value: "%(name)s" has no value.'),
+        "no_name": _('Each option needs a name and a value: the value "%(value)s" has no name.'),
+        "duplicate": _('Each option name can be used once: "%(name)s" is there twice.'),
+        "too_many": _("A variant can have at most %(max)d options."),
+    }
+
+
+class AttributesField(KeyValueField):
+    default_error_messages = {
+        "no_value": _('Each attribute needs a name and a value: "%(name)s" has no value.'),
+        "no_name": _(
+            'Each attribute needs a name and a value: the value "%(value)s" has no name.'
+        ),
+        "duplicate": _('Each attribute name can be used once: "%(name)s" is there twice.'),
+    }
+
+
+class ProductAdminForm(forms.ModelForm):
+    """Attributes as name/value rows and tags as comma-separated text, instead of JSON."""
+
+    attributes = AttributesField(
+        label=_("Attributes"),
+        widget=KeyValueWidget(
+            name_label=_("Attribute"), value_label=_("Value"), add_label=_("Add an attribute"),
+            name_placeholder=_("material"), value_placeholder=_("cotton"),
+        ),
+        help_text=_("One attribute a row, e.g. material: cotton. Clear a row to remove it."),
+    )
+    tags = TagsField(
+        label=_("Tags"),
+        max_tag_length=MAX_TAG_LENGTH,
+        help_text=_("Separate tags with commas, e.g. summer, linen."),
+    )
+
+    class Meta:
+        model = Product
+        fields = ["attributes", "tags"]
+
+    def clean_attributes(self) -> dict:
+        return keep_stored_values(self.cleaned_data["attributes"], self.instance.attributes)
+
+
+class VariantForm(forms.ModelForm):
+    """Options as name/value rows instead of JSON; a SKU input wide enough to read."""
+
+    option_values = OptionsField(
+        label=_("Options"),
+        max_rows=MAX_OPTIONS,
+        widget=KeyValueWidget(
+            name_label=_("Option"), value_label=_("Value"), add_label=_("Add an option"),
+            name_placeholder=_("Size"), value_placeholder=_("M"), compact=True,
+        ),
+        help_text=_("e.g. Size: M, Colour: Red; at most 3. Clear a row to remove it."),
+    )
+
+    class Meta:
+        model = Variant
+        fields = ["sku", "option_values"]
+        widgets = {"sku": UnfoldAdminTextInputWidget(attrs={"class": "bo-sku-input"})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.option_values
+        if isinstance(stored, dict) and len(stored) > MAX_OPTIONS:
+            field = self.fields["option_values"]
+            field.max_rows = field.widget.max_rows = len(stored)
+
+    def clean_option_values(self) -> dict:
+        return keep_stored_values(self.cleaned_data["option_values"], self.instance.option_values)
 
 
 class _CategoryChoiceField(forms.ModelChoiceField):

@@ -138,6 +138,13 @@ class Product(models.Model):
         _("rating"), max_digits=3, decimal_places=2, default=0, editable=False
     )
     rating_count = models.PositiveIntegerField(_("reviews"), default=0, editable=False)
+    # The last import that created or changed the product (its variants or stock included): the
+    # sold-out job leaves a product imported within the hour alone, and says so on that import.
+    imported_at = models.DateTimeField(_("last imported"), null=True, blank=True, editable=False)
+    import_reference = models.CharField(
+        _("imported by"), max_length=120, blank=True, editable=False,
+        help_text=_("The import that last wrote it, e.g. 'import #12'."),
+    )
 
     class Meta:
         verbose_name = _("product")
@@ -190,8 +197,24 @@ class ProductImage(models.Model):
             raise ValidationError(_("Upload an image or give its URL."))
 
 
+def sells_without_stock(prefix: str = "") -> Q:
+    """Variants (``prefix``: the path to one, e.g. ``"variant__"``) sellable whatever their stock
+    says: not tracked, or on backorder. The one definition the selectors, the listing columns,
+    the sold-out job and checkout share."""
+    return Q(**{f"{prefix}track_inventory": False}) | Q(**{f"{prefix}allow_backorder": True})
+
+
 class Variant(models.Model):
-    """A buyable version of a product (a size, a colour): SKU, price and stock."""
+    """A buyable version of a product (a size, a colour): SKU, price and stock.
+
+    Stock is *tracked* by default: the variant sells what its stock rows have available, and
+    checkout allocates from them. ``track_inventory`` off (Shopify's blank inventory tracker,
+    WooCommerce's unmanaged stock) makes it always available: nothing is allocated, shipped or
+    restocked from stock rows for it, and it is never sold out. ``allow_backorder`` (Shopify's
+    inventory policy "continue", WooCommerce's backorders) keeps a tracked variant selling once
+    its stock runs out: what is available is allocated, the rest is backordered and taken from
+    the shelf when it ships.
+    """
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="variants")
     sku = models.CharField(_("SKU"), max_length=64, unique=True)
@@ -219,6 +242,16 @@ class Variant(models.Model):
     barcode = models.CharField(_("barcode"), max_length=64, blank=True, db_index=True)
     weight_grams = models.PositiveIntegerField(_("weight (g)"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    track_inventory = models.BooleanField(
+        _("track stock"), default=True,
+        help_text=_("Off: its stock is not counted (a service, made to order, unmanaged stock): "
+                    "always available, never allocated, never sold out."),
+    )
+    allow_backorder = models.BooleanField(
+        _("sell when out of stock"), default=False,
+        help_text=_("Backorders: keep selling once the tracked stock runs out; what the shelf "
+                    "has is still allocated first."),
+    )
     position = models.PositiveIntegerField(_("position"), default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -243,6 +276,11 @@ class Variant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product.name} ({self.name})" if self.name else self.sku
+
+    @property
+    def sells_without_stock(self) -> bool:
+        """Sellable with no stock available: its stock is not tracked, or backorders are on."""
+        return not self.track_inventory or self.allow_backorder
 
     def clean(self) -> None:
         if (

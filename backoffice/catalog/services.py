@@ -9,8 +9,10 @@ changes after the commit.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,9 +20,16 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from backoffice.bulk import key_chunks
-from backoffice.catalog.models import CATEGORY_PATH_SEPARATOR, Category, Product, Variant
+from backoffice.catalog.models import (
+    CATEGORY_PATH_SEPARATOR,
+    Category,
+    Product,
+    Variant,
+    sells_without_stock,
+)
 from backoffice.money import quantize
 
 logger = logging.getLogger(__name__)
@@ -191,7 +200,8 @@ def move_products_to_category(*, product_ids: Iterable[int] | QuerySet, category
 
 def sold_out_products() -> QuerySet[Product]:
     """Published products that have active variants, none of which has any stock available in
-    any warehouse (available = on hand - allocated, never negative per row)."""
+    any warehouse (available = on hand - allocated, never negative per row) or sells without
+    stock (not tracked, or on backorder: such a product is never sold out)."""
     from backoffice.inventory.models import Stock
 
     active_variants = Variant.objects.filter(product=OuterRef("pk"), is_active=True)
@@ -201,35 +211,107 @@ def sold_out_products() -> QuerySet[Product]:
         quantity__gt=F("quantity_allocated"),
     )
     return Product.objects.filter(is_active=True).filter(
-        Exists(active_variants), ~Exists(available_stock)
+        Exists(active_variants), ~Exists(active_variants.filter(sells_without_stock())),
+        ~Exists(available_stock),
     )
+
+
+# A product an import wrote this recently is not unpublished as sold out: its stock may simply
+# not have arrived yet (a catalog file first, a stock file next), or the file may have meant
+# something its stock columns did not say; the import is told instead (see below).
+RECENT_IMPORT = timedelta(hours=1)
+_IMPORT_JOB_REFERENCE = re.compile(r"^import #(\d+)$")
 
 
 @transaction.atomic
-def deactivate_sold_out_products() -> int:
+def deactivate_sold_out_products(now: datetime | None = None) -> int:
     """Unpublish every sold-out product (see ``sold_out_products``), in one UPDATE.
 
-    Does nothing when ``settings.DEACTIVATE_SOLD_OUT_PRODUCTS`` is off. Returns the count.
+    The rule for fresh imports: a sold-out product that an import created or changed (the
+    product, its variants or its stock: ``Product.imported_at``) less than ``RECENT_IMPORT`` (one
+    hour) ago is *skipped* this run, never unpublished silently. The job logs a warning naming
+    those products, and adds a note to the import job that wrote them (the product's
+    ``import_reference`` "import #<id>"; imports from the command line or the API have no job,
+    the log says it for them): the merchant learns that the products have no sellable stock
+    while they can still fix the stock or the file. Once the hour has passed they are treated
+    like any other sold-out product.
+
+    Does nothing when ``settings.DEACTIVATE_SOLD_OUT_PRODUCTS`` is off. Returns the count of
+    products unpublished.
     """
     if not getattr(settings, "DEACTIVATE_SOLD_OUT_PRODUCTS", True):
         return 0
-    count = Product.objects.filter(pk__in=sold_out_products().values("pk")).update(
-        is_active=False, updated_at=timezone.now()
+    now = now or timezone.now()
+    sold_out = sold_out_products()
+    fresh = list(
+        sold_out.filter(imported_at__gte=now - RECENT_IMPORT)
+        .order_by("import_reference", "pk")
+        .values_list("pk", "slug", "import_reference")
     )
+    count = Product.objects.filter(
+        pk__in=sold_out.exclude(pk__in=[pk for pk, _, _ in fresh]).values("pk")
+    ).update(is_active=False, updated_at=now)
     if count:
         logger.info("Unpublished %d sold-out products", count)
+    if fresh:
+        _note_fresh_imports(fresh, now)
     return count
+
+
+def _note_fresh_imports(fresh: list[tuple[int, str, str]], now: datetime) -> None:
+    """Say which sold-out products were left published because an import just wrote them: in
+    the log, and on each import job (at most once per job for the same products)."""
+    from backoffice.imports.models import ImportJob
+
+    by_reference: dict[str, list[tuple[int, str]]] = {}
+    for pk, slug, reference in fresh:
+        by_reference.setdefault(reference, []).append((pk, slug))
+    for reference, products in by_reference.items():
+        slugs = [slug for _, slug in products]
+        shown = ", ".join(slugs[:20]) + (f" and {len(slugs) - 20} more" if len(slugs) > 20 else "")
+        message = ngettext(
+            "%(count)d product of this import has no sellable stock and would have been "
+            "unpublished as sold out; left published because it was imported less than "
+            "%(minutes)d minutes ago: %(shown)s. Add its stock (or mark its variants as not "
+            "tracked or on backorder), or a later run will unpublish it.",
+            "%(count)d products of this import have no sellable stock and would have been "
+            "unpublished as sold out; left published because they were imported less than "
+            "%(minutes)d minutes ago: %(shown)s. Add their stock (or mark the variants as not "
+            "tracked or on backorder), or a later run will unpublish them.",
+            len(slugs),
+        ) % {"count": len(slugs), "minutes": int(RECENT_IMPORT.total_seconds() // 60),
+             "shown": shown}
+        logger.warning("Sold-out job skipped products imported by %s: %s",
+                       reference or "an import", message)
+        match = _IMPORT_JOB_REFERENCE.match(reference)
+        if match is None:
+            continue
+        job = ImportJob.objects.select_for_update().filter(pk=int(match.group(1))).first()
+        if job is None:
+            continue
+        ids = sorted(pk for pk, _ in products)
+        if any(note.get("kind") == "sold_out_skipped" and note.get("product_ids") == ids
+               for note in job.notes):
+            continue  # said already, by an earlier run
+        job.notes = [*job.notes, {
+            "kind": "sold_out_skipped", "at": now.isoformat(), "message": message,
+            "product_ids": ids,
+        }]
+        job.save(update_fields=["notes", "updated_at"])
 
 
 LISTING_CHUNK = 2000  # products per statement; well under SQLite's variable limit
 
 # One pass over variants and stock, grouped per product: a hash aggregate instead of three
 # correlated subqueries per product (100k products: about 7 s with subqueries, not so here).
-# It computes what ``selectors.price_bounds`` and "a stock row with quantity > allocated of an
-# active variant" say; a test checks the stored columns against those live definitions.
+# It computes what ``selectors.price_bounds`` and "an active variant sold without stock (not
+# tracked, or on backorder), or a stock row with quantity > allocated of an active variant" say;
+# a test checks the stored columns against those live definitions.
 _AGGREGATE = """
     SELECT p.id AS product_id, MIN(v.price) AS price_min, MAX(v.price) AS price_max,
-           COALESCE(MAX(CASE WHEN s.quantity > s.quantity_allocated THEN 1 ELSE 0 END), 0) = 1
+           COALESCE(MAX(CASE WHEN s.quantity > s.quantity_allocated
+                                  OR NOT v.track_inventory OR v.allow_backorder
+                             THEN 1 ELSE 0 END), 0) = 1
                AS in_stock
     FROM catalog_product p
     LEFT JOIN catalog_variant v ON v.product_id = p.id AND v.is_active

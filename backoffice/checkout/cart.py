@@ -2,6 +2,8 @@
 
 Quantities are checked against what is available over every warehouse (on hand - allocated), so
 a cart never asks for more than the store has at that moment; checkout checks again under lock.
+A variant sold without stock (not tracked, or on backorder) takes any quantity up to
+``MAX_LINE_QUANTITY``.
 Writes lock the cart row, so two requests on one cart don't lose each other's lines.
 """
 
@@ -79,10 +81,17 @@ def _sellable(variant_id: int | None = None, sku: str | None = None) -> Variant:
     return variant
 
 
+def _can_buy(variant: Variant) -> int:
+    """How many of a variant (annotated by ``with_variant_stock``) a line may hold now."""
+    if variant.sells_without_stock:
+        return MAX_LINE_QUANTITY
+    return max(variant.available_total, 0)
+
+
 def _check_quantity(variant: Variant, quantity: int) -> None:
     if quantity < 1 or quantity > MAX_LINE_QUANTITY:
         raise CartError(f"A quantity is from 1 to {MAX_LINE_QUANTITY}.", "invalid_quantity")
-    if quantity > variant.available_total:
+    if quantity > variant.available_total and not variant.sells_without_stock:
         raise CartError(
             f"Only {max(variant.available_total, 0)} of {variant.sku} available.",
             "insufficient_stock", available=max(variant.available_total, 0), sku=variant.sku,
@@ -177,8 +186,8 @@ def merge_guest_cart(*, user: AbstractBaseUser, token: str | None) -> Cart:
     for line in CartLine.objects.filter(cart=guest):
         variant = variants[line.variant_id]
         mine = existing.get(line.variant_id)
-        wanted = min((mine.quantity if mine else 0) + line.quantity,
-                     max(variant.available_total, 0), MAX_LINE_QUANTITY)
+        wanted = min((mine.quantity if mine else 0) + line.quantity, _can_buy(variant),
+                     MAX_LINE_QUANTITY)
         if mine is not None:
             mine.quantity = max(wanted, 1)
             mine.save(update_fields=["quantity", "updated_at"])
@@ -235,7 +244,7 @@ def view_cart(cart: Cart) -> CartView:
         views.append(CartLineView(
             line=line, variant=variant, unit_price=line.unit_price, current_price=variant.price,
             line_total=line_total(PricedLine(line.unit_price, line.quantity)),
-            available=max(variant.available_total, 0),
+            available=_can_buy(variant),
         ))
     totals = compute_totals([PricedLine(v.unit_price, v.line.quantity) for v in views])
     return CartView(cart=cart, lines=views, totals=totals)

@@ -8,9 +8,10 @@ discount) without writing anything. ``place_order`` does it for real:
 3. in one transaction: the cart row is locked (a second checkout of the same cart waits, then
    finds it ordered), its lines are checked (still for sale, price unchanged), stock is
    allocated per warehouse with the rows locked in primary-key order (``OutOfStock`` names
-   every short line), the coupon row is locked and its use counted, and the order is written
-   with snapshots of addresses, lines and totals, an ``OrderEvent`` and the ``order_placed``
-   plugin event (delivered after commit).
+   every short line; a variant whose stock is not tracked allocates nothing, a backorder one
+   what is available and backorders the rest), the coupon row is locked and its use counted,
+   and the order is written with snapshots of addresses, lines and totals, an ``OrderEvent``
+   and the ``order_placed`` plugin event (delivered after commit).
 
 No payment provider is called here: payment starts once the order exists.
 """
@@ -29,13 +30,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from backoffice.catalog.models import Product, Variant
 from backoffice.checkout.models import Cart, CartLine, CartStatus
 from backoffice.checkout.pricing import PricedLine, compute_totals, line_total
 from backoffice.inventory import services as inventory
 from backoffice.inventory.services import Actor
-from backoffice.money import quantize, store_currency
+from backoffice.money import format_money, quantize, store_currency
 from backoffice.orders.models import Allocation, Order, OrderEvent, OrderLine
 from backoffice.plugin_host import services as plugins
 from backoffice.plugin_host.errors import PluginError, ShippingUnavailable
@@ -301,9 +303,13 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
         raise CheckoutError("This cart has already been ordered.", "cart_closed")
     lines = _cart_lines(locked)
     _check_lines(lines)
-    wanted = {variant.pk: line.quantity for line, variant in lines}
+    # Untracked variants are sold without touching stock rows (nothing to lock or allocate).
+    wanted = {variant.pk: line.quantity for line, variant in lines if variant.track_inventory}
+    backorder = {variant.pk for _, variant in lines
+                 if variant.track_inventory and variant.allow_backorder}
     try:
-        placements = inventory.allocate(wanted, actor=actor, reference=f"cart {cart.pk}")
+        placements = inventory.allocate(wanted, actor=actor, reference=f"cart {cart.pk}",
+                                        backorder=backorder)
     except inventory.OutOfStock as exc:
         short = [
             {"sku": variant.sku, "available": exc.available[variant.pk],
@@ -358,7 +364,9 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
     OrderEvent.objects.create(
         order=order, kind=OrderEvent.Kind.PLACED, actor_id=actor.user_id,
         actor_label=actor.label[:120], to_status=order.status,
-        note=f"Placed: {final.item_count} item(s), {final.total} {final.currency}.",
+        note=ngettext("Placed: %(count)d item, %(total)s.", "Placed: %(count)d items, %(total)s.",
+                      final.item_count)
+        % {"count": final.item_count, "total": format_money(final.total, final.currency)},
     )
     locked.status = CartStatus.ORDERED
     locked.save(update_fields=["status", "updated_at"])

@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, StackedInline
 from unfold.decorators import action, display
 
@@ -56,4 +57,6 @@ class SessionAdmin(ModelAdmin):
     @action(description=_("Revoke the selected sessions"), permissions=["delete"])
     def revoke(self, request, queryset) -> None:
         count = revoke_sessions(family_ids=list(queryset.values_list("pk", flat=True)))
-        messages.success(request, _("%(count)d sessions revoked.") % {"count": count})
+        messages.success(request, ngettext("%(count)d session revoked.",
+                                           "%(count)d sessions revoked.", count)
+                         % {"count": count})

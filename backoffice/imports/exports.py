@@ -98,6 +98,8 @@ def product_rows() -> Iterator[list[str]]:
                 variant.barcode,
                 _text(variant.weight_grams),
                 _text(variant.is_active),
+                _text(variant.track_inventory),
+                _text(variant.allow_backorder),
                 *(_text(stock.get(warehouse_id)) for warehouse_id, _ in warehouses),
                 *image_cells,
             ]

@@ -45,6 +45,11 @@ class ImportJob(models.Model):
     dry_run_result = models.JSONField(_("dry run result"), null=True, blank=True)
     result = models.JSONField(_("import result"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
+    notes = models.JSONField(
+        _("notes"), default=list, blank=True, editable=False,
+        help_text=_("What other jobs said about this import afterwards, e.g. sold-out products "
+                    "the sold-out job left published because they were just imported."),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+", verbose_name=_("created by"),

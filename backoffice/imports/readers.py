@@ -8,6 +8,7 @@ row 1, the first data row is row 2.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime
 import io
@@ -86,11 +87,12 @@ def _open_csv(stream: BinaryIO) -> Table:
     try:
         header = [cell.strip() for cell in next(reader)]
     except StopIteration:
+        text.detach()
         raise FileFormatError("The file is empty: it has no header row.") from None
-    return Table(header=header, rows=_csv_rows(reader))
+    return Table(header=header, rows=_csv_rows(reader, text))
 
 
-def _csv_rows(reader) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(reader, text: io.TextIOWrapper) -> Iterator[tuple[int, list[str]]]:
     number = 1
     try:
         for cells in reader:
@@ -101,6 +103,11 @@ def _csv_rows(reader) -> Iterator[tuple[int, list[str]]]:
         raise FileFormatError(f"Near row {number + 1}: {_encoding_message(exc)}") from None
     except csv.Error as exc:
         raise FileFormatError(f"Row {number + 1} cannot be read as CSV: {exc}") from None
+    finally:
+        # The caller owns the stream and closes it: the wrapper lets go of it (collected while
+        # the stream is still open, it would close it and warn of an unclosed file).
+        with contextlib.suppress(ValueError):  # the stream was closed first: nothing to let go
+            text.detach()
 
 
 def xlsx_cell_text(value) -> str:

@@ -15,6 +15,12 @@ Re-importing a file is idempotent: products are matched by handle (their slug), 
 and a row that would change nothing counts as unchanged. Variants and images a file does not
 mention are left alone (nothing is deleted), except that a product's URL images are replaced when
 the file lists a different set of them.
+
+Before anything is written, a product that would be left published with nothing to sell (no
+active variant with stock available, not tracked or on backorder) gets a warning naming it, in
+the dry run as in the import. Every product an import creates or changes (its variants and stock
+included) is marked with the time and the import's reference (``Product.imported_at``,
+``import_reference``): the sold-out job leaves such products alone for an hour and says so.
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ from typing import BinaryIO
 
 from cachalot.api import invalidate
 from django.db import models, transaction
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from backoffice.bulk import chunked, insert_rows, key_chunks
 from backoffice.caching import query_cache_disabled
-from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.catalog.models import (
+    Category,
+    Product,
+    ProductImage,
+    Variant,
+    sells_without_stock,
+)
 from backoffice.catalog.services import refresh_listings
 from backoffice.imports.categories import CategoryPathError, CategoryTree
 from backoffice.imports.formats import PRODUCT_FORMATS
@@ -69,7 +82,7 @@ PRODUCT_FIELDS = [
 ]
 VARIANT_FIELDS = [
     "name", "option_values", "price", "compare_at_price", "cost_price", "barcode",
-    "weight_grams", "is_active",
+    "weight_grams", "is_active", "track_inventory", "allow_backorder",
 ]
 
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -306,6 +319,7 @@ class ProductImport:
         self.variant_create: list[tuple[ProductRecord, int, dict, str]] = []
         self.variant_update: list[tuple[int, dict, set[str]]] = []
         self.stock_levels: list[tuple[object, int, int]] = []  # (variant id or sku, wh, qty)
+        self.touched: set[int] = set()  # id(record) of products the import changes in any way
 
     # --- Checking ----------------------------------------------------------------------------
 
@@ -417,6 +431,64 @@ class ProductImport:
             existing_product = products.get(self.slugs[id(record)])
             for position, variant in enumerate(record.variants):
                 self._plan_variant(record, position, variant, existing_product, variants, stock)
+        self._warn_nothing_to_sell(products, variants, stock)
+
+    def _warn_nothing_to_sell(self, products: dict, variants: dict, stock: dict) -> None:
+        """A warning per product that the import would leave published with nothing to sell:
+        no active variant has stock available, none is sold without tracking stock or on
+        backorder. The storefront shows it out of stock, and the sold-out job unpublishes it
+        (once its hour of grace after the import has passed)."""
+        by_variant: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
+        for (variant_id, warehouse_id), levels in stock.items():
+            by_variant[variant_id][warehouse_id] = levels
+        suspects = []
+        for record in self.records:
+            existing_product = products.get(self.slugs[id(record)])
+            published = record.values.get(
+                "is_active", existing_product["is_active"] if existing_product else True
+            )
+            if not published or not record.variants:
+                continue
+            if not any(self._sells(v, variants.get(v.sku), by_variant) for v in record.variants):
+                suspects.append((record, existing_product))
+        # Variants of existing products the file does not mention may still sell: one query for
+        # the suspects only (most products of a file have stock).
+        mentioned = {v.sku for record, _ in suspects for v in record.variants}
+        selling = set()
+        ids = [product["id"] for _, product in suspects if product is not None]
+        has_stock = Exists(Stock.objects.filter(variant=OuterRef("pk"),
+                                                quantity__gt=F("quantity_allocated")))
+        for queryset in key_chunks(Variant.objects.filter(is_active=True), "product", ids):
+            for product_id, sku in (queryset.filter(sells_without_stock() | has_stock)
+                                    .values_list("product_id", "sku")):
+                if sku not in mentioned:
+                    selling.add(product_id)
+        column = self.variant_columns.get("stock", "stock")
+        for record, product in suspects:
+            if product is not None and product["id"] in selling:
+                continue
+            name = record.values.get("name") or (product or {}).get("name") or record.handle
+            self.problems.warn(
+                record.row, column,
+                f"'{name}' ({self.slugs[id(record)]}) would have nothing to sell: none of its "
+                "active variants has stock, and none is sold without tracking stock or on "
+                "backorder. It shows as out of stock, and the sold-out job unpublishes it an "
+                "hour after the import.",
+            )
+
+    def _sells(self, variant, existing: dict | None, by_variant: dict) -> bool:
+        """Whether the variant can be sold after the import (as planned, over every warehouse)."""
+        merged = {**(existing or {}), **variant.values}
+        if not merged.get("is_active", True):
+            return False
+        if not merged.get("track_inventory", True) or merged.get("allow_backorder", False):
+            return True
+        levels = dict(by_variant.get(existing["id"], {})) if existing else {}
+        for code, quantity in variant.stock.items():
+            warehouse_id = self.warehouses.get(code)
+            if warehouse_id is not None:
+                levels[warehouse_id] = (quantity, levels.get(warehouse_id, (0, 0))[1])
+        return any(quantity > allocated for quantity, allocated in levels.values())
 
     def _plan_product(self, record, products, extras, images) -> None:
         slug = self.slugs[id(record)]
@@ -472,6 +544,8 @@ class ProductImport:
             if changed:
                 self.product_update.append((product_id, merged, changed))
                 action = "updated"
+        if action != "unchanged":
+            self.touched.add(id(record))
         self.result.count("products", action)
         record.values["_action"] = action
 
@@ -508,6 +582,8 @@ class ProductImport:
                 self.variant_update.append((existing["id"], merged, changed))
                 action = "updated"
             stock_key = existing["id"]
+        if action != "unchanged":
+            self.touched.add(id(record))
         self.result.count("variants", action)
         for code, quantity in variant.stock.items():
             column = f"stock:{code}"
@@ -531,6 +607,7 @@ class ProductImport:
                 )
                 continue
             self.stock_levels.append((stock_key, warehouse_id, quantity))
+            self.touched.add(id(record))
             self.result.count("stock levels", "set")
         if len(self.result.preview) < PREVIEW_ROWS:
             self.result.preview.append(
@@ -567,6 +644,7 @@ class ProductImport:
             timings["write catalog"] = time.monotonic() - started
             started = time.monotonic()
             self._write_stock()
+            self._mark_imported()
             # Variants went in by COPY (no signals): the products' price range and stock flag.
             refresh_listings(pk for pk in self.product_ids.values() if pk is not None)
             timings["write stock"] = time.monotonic() - started
@@ -575,14 +653,26 @@ class ProductImport:
     def _category_id(self, key: int | None) -> int | None:
         return self.tree.id_of(key) if key is not None else None
 
+    def _mark_imported(self) -> None:
+        """``imported_at`` and ``import_reference`` on the products changed only through their
+        variants or stock (created and updated products got them with their own write)."""
+        written = {id(record) for record, _ in self.product_create}
+        written |= {id(record) for record in self.records
+                    if record.values.get("_action") == "updated"}
+        ids = sorted(self.product_ids[key] for key in self.touched - written)
+        for queryset in key_chunks(Product.objects.all(), "id", ids):
+            queryset.update(imported_at=self.imported_at, import_reference=self.reference[:120])
+
     def _write_products(self) -> None:
-        now = timezone.now()
+        now = self.imported_at = timezone.now()
+        reference = self.reference[:120]
         new_rows = []
         for record, values in self.product_create:
             values = dict(values)
             category_key = values.pop("category_key")
             values["slug"] = self.slugs[id(record)]
             values["category_id"] = self._category_id(category_key)
+            values["imported_at"], values["import_reference"] = now, reference
             new_rows.append(values)
         insert_rows(Product, new_rows)
         new_ids = self._ids_by(Product, "slug", [row["slug"] for row in new_rows])
@@ -593,15 +683,19 @@ class ProductImport:
         updates = []
         fields: set[str] = set()
         for product_id, merged, changed in self.product_update:
-            product = Product(pk=product_id, updated_at=now)
+            product = Product(pk=product_id, updated_at=now, imported_at=now,
+                              import_reference=reference)
             for name in PRODUCT_FIELDS:
                 setattr(product, name, merged[name])
             product.category_id = self._category_id(merged["category_key"])
             updates.append(product)
             fields |= changed
         fields -= {"extra categories", "images"}
-        if updates and fields:
-            Product.objects.bulk_update(updates, [*sorted(fields), "updated_at"], batch_size=BATCH)
+        if updates:
+            Product.objects.bulk_update(
+                updates, [*sorted(fields), "updated_at", "imported_at", "import_reference"],
+                batch_size=BATCH,
+            )
         through = Product.extra_categories.through
         changed_ids = [self.product_ids[key] for key in self.extras]
         for chunk in chunked(changed_ids):

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -59,7 +60,8 @@ class ApiKeyAdmin(ModelAdmin):
     @action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request, queryset) -> None:
         count = revoke_api_keys(key_ids=queryset.values_list("pk", flat=True))
-        messages.success(request, _("%(count)d keys revoked.") % {"count": count})
+        messages.success(request, ngettext("%(count)d key revoked.", "%(count)d keys revoked.",
+                                           count) % {"count": count})
 
 
 @admin.register(IntegrationWrite)

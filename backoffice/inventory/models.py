@@ -65,7 +65,9 @@ class Stock(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.variant_id} @ {self.warehouse_id}: {self.quantity}"
+        """``DEMO-30 (Linen Shirt) in Main warehouse``: load the row with
+        ``select_related("variant__product", "warehouse")`` where many are shown."""
+        return f"{self.variant.sku} ({self.variant.product.name}) in {self.warehouse.name}"
 
     @property
     def quantity_available(self) -> int:

@@ -5,6 +5,12 @@ Available = on hand - allocated (reservations join in when checkout adds them). 
 *in stock* otherwise. A variant or a product is judged on its totals over every warehouse (a
 product over its active variants): out when the total available is 0, low when it is at or below
 the summed thresholds.
+
+A variant sold without stock (not tracked, or on backorder: ``catalog.models.sells_without_stock``)
+is *in stock* whatever its rows say, and so is a product with such an active variant. The stock
+rows themselves (``with_stock_levels``) still show what the shelf has, and the low-stock report
+watches the rows of backorder variants (tracked: someone must reorder), never those of variants
+whose stock is not tracked.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from django.db import models
 from django.db.models import (
     Case,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
@@ -31,6 +38,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
+from backoffice.catalog.models import Variant, sells_without_stock
 from backoffice.inventory.models import Stock
 from backoffice.money import MONEY_DECIMAL_PLACES
 
@@ -46,9 +54,14 @@ class StockStatus(models.TextChoices):
     OUT = "out", _("Out of stock")
 
 
-def _status(available: str, threshold: str) -> Case:
-    """A Case on two annotations (or fields): out, low or in stock."""
+def _status(available: str, threshold: str, always_in_stock: Q | Exists | None = None) -> Case:
+    """A Case on two annotations (or fields): out, low or in stock; in stock whenever
+    ``always_in_stock`` holds (sold without stock)."""
+    first = [] if always_in_stock is None else [
+        When(always_in_stock, then=Value(StockStatus.IN_STOCK.value))
+    ]
     return Case(
+        *first,
         When(**{f"{available}__lte": 0}, then=Value(StockStatus.OUT.value)),
         When(**{f"{available}__lte": F(threshold)}, then=Value(StockStatus.LOW.value)),
         default=Value(StockStatus.IN_STOCK.value),
@@ -80,9 +93,11 @@ def filter_stock_status(queryset: QuerySet, status: str) -> QuerySet:
 
 
 def low_stock_rows(queryset: QuerySet[Stock] | None = None) -> QuerySet[Stock]:
-    """Stock rows whose available quantity is at or below their threshold (out ones included)."""
+    """Stock rows whose available quantity is at or below their threshold (out ones included),
+    of active variants whose stock is tracked (backorder ones too: they still need reordering)."""
     return with_stock_levels(queryset).filter(
-        available__lte=F("low_stock_threshold"), variant__is_active=True
+        available__lte=F("low_stock_threshold"), variant__is_active=True,
+        variant__track_inventory=True,
     )
 
 
@@ -102,10 +117,10 @@ def _stock_totals(outer: str, *, active_variants_only: bool) -> tuple[Subquery, 
 
 def with_variant_stock(queryset: QuerySet) -> QuerySet:
     """Variants with ``available_total`` and ``threshold_total`` over warehouses, and
-    ``stock_status``."""
+    ``stock_status`` (in stock when sold without stock)."""
     available, threshold = _stock_totals("variant", active_variants_only=False)
     return queryset.annotate(available_total=available, threshold_total=threshold).annotate(
-        stock_status=_status("available_total", "threshold_total")
+        stock_status=_status("available_total", "threshold_total", sells_without_stock())
     )
 
 
@@ -120,16 +135,19 @@ def with_variant_stock_grouped(queryset: QuerySet) -> QuerySet:
     )
     threshold = Coalesce(Sum("stocks__low_stock_threshold"), 0)
     return queryset.annotate(available_total=available, threshold_total=threshold).annotate(
-        stock_status=_status("available_total", "threshold_total")
+        stock_status=_status("available_total", "threshold_total", sells_without_stock())
     )
 
 
 def with_product_stock(queryset: QuerySet) -> QuerySet:
     """Products with ``available_total``, ``threshold_total`` over their active variants in every
-    warehouse, and ``stock_status``."""
+    warehouse, and ``stock_status`` (in stock when an active variant sells without stock)."""
     available, threshold = _stock_totals("variant__product", active_variants_only=True)
+    sold_without_stock = Exists(
+        Variant.objects.filter(sells_without_stock(), product=OuterRef("pk"), is_active=True)
+    )
     return queryset.annotate(available_total=available, threshold_total=threshold).annotate(
-        stock_status=_status("available_total", "threshold_total")
+        stock_status=_status("available_total", "threshold_total", sold_without_stock)
     )
 
 
@@ -202,8 +220,14 @@ def stock_status_condition(status: str, *, per: str) -> Q:
         .values(per)
         .annotate(total=Sum(_available_expression()), threshold=Sum("low_stock_threshold"))
     )
+    # Sold without stock (not tracked, on backorder): in stock whatever the rows say.
+    if per == "variant":
+        free = Q(track_inventory=False) | Q(allow_backorder=True)
+    else:
+        free = Q(pk__in=Variant.objects.filter(sells_without_stock(), is_active=True)
+                 .values("product"))
     if status == StockStatus.OUT:
-        return ~Q(pk__in=totals.filter(total__gt=0).values(per))
+        return ~Q(pk__in=totals.filter(total__gt=0).values(per)) & ~free
     if status == StockStatus.LOW:
-        return Q(pk__in=totals.filter(total__gt=0, total__lte=F("threshold")).values(per))
-    return Q(pk__in=totals.filter(total__gt=F("threshold")).values(per))
+        return Q(pk__in=totals.filter(total__gt=0, total__lte=F("threshold")).values(per)) & ~free
+    return Q(pk__in=totals.filter(total__gt=F("threshold")).values(per)) | free

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backoffice.bulk import insert_rows, key_chunks
@@ -23,13 +24,34 @@ class StockError(Exception):
     """A stock change that would break an invariant; nothing was changed."""
 
 
+def stock_place(stock: Stock) -> str:
+    """A stock row as people read it in a message: ``SKU (product) in warehouse``. Two small
+    queries: it is for error paths, where the row was locked without its variant."""
+    from backoffice.catalog.models import Variant
+
+    sku, product = (
+        Variant.objects.filter(pk=stock.variant_id).values_list("sku", "product__name").first()
+        or (f"#{stock.variant_id}", "")
+    )
+    warehouse = (
+        Warehouse.objects.filter(pk=stock.warehouse_id).values_list("name", flat=True).first()
+        or f"#{stock.warehouse_id}"
+    )
+    return f"{sku} ({product}) in {warehouse}" if product else f"{sku} in {warehouse}"
+
+
 class InsufficientStock(StockError):
+    """On hand would fall below what is allocated to orders. The message names the SKU, the
+    product and the warehouse; ``stock`` and ``requested_quantity`` are for programs."""
+
     def __init__(self, stock: Stock, requested_quantity: int) -> None:
         self.stock = stock
         self.requested_quantity = requested_quantity
+        allocated = stock.quantity_allocated
         super().__init__(
-            f"Stock of variant {stock.variant_id} in warehouse {stock.warehouse_id} cannot be "
-            f"{requested_quantity}: {stock.quantity_allocated} are allocated to orders."
+            f"{stock_place(stock)}: on hand cannot go to {requested_quantity}, "
+            f"{allocated} {'is' if allocated == 1 else 'are'} allocated to orders "
+            f"(on hand now {stock.quantity}, at least {allocated} must stay)."
         )
 
 
@@ -80,16 +102,17 @@ def _refresh_listings(variant_ids: set[int]) -> None:
 
 def _report_if_low(stock: Stock, available_before: int) -> None:
     """Tell plugins (``stock_low``, after commit) when a change takes a row down to its
-    threshold: once per fall, not again while it stays low."""
+    threshold: once per fall, not again while it stays low. Not for a variant whose stock is not
+    tracked (its rows are not what it sells from)."""
     available = stock.quantity - stock.quantity_allocated
     if not available_before > stock.low_stock_threshold >= available:
         return
     from backoffice.catalog.models import Variant
     from backoffice.plugin_host.events import emit_event
 
-    sku = Variant.objects.filter(pk=stock.variant_id, is_active=True).values_list(
-        "sku", flat=True
-    ).first()
+    sku = Variant.objects.filter(
+        pk=stock.variant_id, is_active=True, track_inventory=True
+    ).values_list("sku", flat=True).first()
     if sku is not None:
         emit_event(
             "stock_low", variant_id=stock.variant_id, sku=sku, warehouse_id=stock.warehouse_id,
@@ -339,9 +362,11 @@ class Placement:
     quantity: int
 
 
-def _locked_rows(**lookup) -> list[Stock]:
+def _locked_rows(*conditions: Q, **lookup) -> list[Stock]:
     # of=("self",): lock the stock rows only, whatever a query joins.
-    return list(Stock.objects.select_for_update(of=("self",)).filter(**lookup).order_by("pk"))
+    return list(
+        Stock.objects.select_for_update(of=("self",)).filter(*conditions, **lookup).order_by("pk")
+    )
 
 
 def _write_changes(
@@ -370,44 +395,68 @@ def _write_changes(
     _refresh_listings({stock.variant_id for stock in rows})
 
 
+def _pick(rows: list[Stock], variant_id: int, quantity: int,
+          default_ids: set[int]) -> list[tuple[Stock, int]]:
+    """Where ``quantity`` of a variant comes from, among its locked ``rows``: the default
+    warehouse first, then the one with most available; as much as they have, at most all."""
+    picked = []
+    places = sorted(
+        (s for s in rows if s.variant_id == variant_id),
+        key=lambda s: (s.warehouse_id not in default_ids, -(s.quantity - s.quantity_allocated),
+                       s.pk),
+    )
+    for stock in places:
+        take = min(quantity, stock.quantity - stock.quantity_allocated)
+        if take <= 0:
+            continue
+        picked.append((stock, take))
+        quantity -= take
+        if quantity == 0:
+            break
+    return picked
+
+
+def _available(rows: list[Stock]) -> dict[int, int]:
+    totals: dict[int, int] = {}
+    for stock in rows:
+        totals[stock.variant_id] = (totals.get(stock.variant_id, 0)
+                                    + stock.quantity - stock.quantity_allocated)
+    return totals
+
+
 def allocate(
-    wanted: dict[int, int], *, actor: Actor = SYSTEM, reference: str = ""
+    wanted: dict[int, int], *, actor: Actor = SYSTEM, reference: str = "",
+    backorder: set[int] | frozenset[int] = frozenset(),
 ) -> list[Placement]:
     """Promise ``{variant_id: quantity}`` from the warehouses that have it: the default
     warehouse first, then the one with most available. All or nothing: raises ``OutOfStock``
     naming every short variant (and what it has) and changes nothing.
 
+    Variants in ``backorder`` (tracked, sold on backorder) are never short: they take what is
+    available and the rest stays unallocated, to be taken from the shelf when it ships (see
+    ``take_shipped``). Variants whose stock is not tracked are not for this function: callers
+    leave them out, so nothing is allocated or locked for them.
+
     Every row of the variants is locked in primary-key order first, so concurrent checkouts
     queue on the rows they share and never oversell or deadlock.
     """
+    if not wanted:
+        return []
     rows = _locked_rows(variant_id__in=list(wanted))
-    by_variant: dict[int, list[Stock]] = {}
-    for stock in rows:
-        by_variant.setdefault(stock.variant_id, []).append(stock)
     default_ids = set(Warehouse.objects.filter(is_default=True).values_list("pk", flat=True))
-    short = {}
-    for variant_id, quantity in wanted.items():
-        available = sum(s.quantity - s.quantity_allocated for s in by_variant.get(variant_id, []))
-        if available < quantity:
-            short[variant_id] = max(available, 0)
+    available = _available(rows)
+    short = {
+        variant_id: max(available.get(variant_id, 0), 0)
+        for variant_id, quantity in wanted.items()
+        if variant_id not in backorder and available.get(variant_id, 0) < quantity
+    }
     if short:
         raise OutOfStock(short)
     placements, changes = [], []
     for variant_id, quantity in sorted(wanted.items()):
-        places = sorted(
-            by_variant[variant_id],
-            key=lambda s: (s.warehouse_id not in default_ids, -(s.quantity - s.quantity_allocated),
-                           s.pk),
-        )
-        for stock in places:
-            take = min(quantity, stock.quantity - stock.quantity_allocated)
-            if take <= 0:
-                continue
+        for stock, take in _pick(rows, variant_id, quantity, default_ids):
             placements.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
             changes.append((stock, 0, take))
-            quantity -= take
-            if quantity == 0:
-                break
     _write_changes(changes, reason=MovementReason.ALLOCATION, actor=actor, reference=reference)
     return placements
 
@@ -426,7 +475,7 @@ def _apply_to_placements(
     for stock, quantity_change, allocated_change in changes:
         if (stock.quantity_allocated + allocated_change < 0
                 or stock.quantity + quantity_change < stock.quantity_allocated + allocated_change):
-            raise StockError(f"Stock row {stock.pk} does not hold what is being taken from it.")
+            raise StockError(f"{stock_place(stock)} does not hold what is being taken from it.")
     _write_changes(changes, reason=reason, actor=actor, reference=reference, note=note)
 
 
@@ -438,10 +487,50 @@ def release(placements: list[Placement], *, actor: Actor = SYSTEM, reference: st
 
 
 def take_shipped(placements: list[Placement], *, actor: Actor = SYSTEM, reference: str = "",
-                 note: str = "") -> None:
-    """Allocated stock left the warehouse: on hand and allocated both go down."""
-    _apply_to_placements(placements, on_hand=-1, allocated=-1, reason=MovementReason.SHIPMENT,
-                         actor=actor, reference=reference, note=note)
+                 note: str = "", backordered: dict[int, int] | None = None) -> list[Placement]:
+    """Allocated stock left the warehouse: on hand and allocated both go down.
+
+    ``backordered`` (``{variant_id: quantity}``) are units sold on backorder, never allocated,
+    leaving now: they come off the shelf from what is available (default warehouse first), never
+    from stock promised to other orders, so stock stays exact; ``OutOfStock`` (nothing changed)
+    when the shelf does not have them yet. The rows of both are locked together, in primary-key
+    order. Returns where the backordered units were taken from.
+    """
+    backordered = {v: q for v, q in (backordered or {}).items() if q > 0}
+    if not backordered:
+        _apply_to_placements(placements, on_hand=-1, allocated=-1,
+                             reason=MovementReason.SHIPMENT, actor=actor, reference=reference,
+                             note=note)
+        return []
+    rows = _locked_rows(Q(pk__in={p.stock_id for p in placements})
+                        | Q(variant_id__in=list(backordered)))
+    by_pk = {stock.pk: stock for stock in rows}
+    merged: dict[int, list[int]] = {}  # stock id -> [on-hand change, allocated change]
+    for p in placements:
+        if p.quantity:
+            change = merged.setdefault(p.stock_id, [0, 0])
+            change[0] -= p.quantity
+            change[1] -= p.quantity
+    available = _available(rows)
+    short = {v: max(available.get(v, 0), 0) for v, q in backordered.items()
+             if available.get(v, 0) < q}
+    if short:
+        raise OutOfStock(short)
+    default_ids = set(Warehouse.objects.filter(is_default=True).values_list("pk", flat=True))
+    taken = []
+    for variant_id, quantity in sorted(backordered.items()):
+        for stock, take in _pick(rows, variant_id, quantity, default_ids):
+            taken.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
+            merged.setdefault(stock.pk, [0, 0])[0] -= take
+    for stock_id, (on_hand, allocated) in merged.items():
+        stock = by_pk[stock_id]
+        if (stock.quantity_allocated + allocated < 0
+                or stock.quantity + on_hand < stock.quantity_allocated + allocated):
+            raise StockError(f"{stock_place(stock)} does not hold what is being taken from it.")
+    _write_changes([(by_pk[pk], on_hand, allocated) for pk, (on_hand, allocated)
+                    in sorted(merged.items())],
+                   reason=MovementReason.SHIPMENT, actor=actor, reference=reference, note=note)
+    return taken
 
 
 def restock(placements: list[Placement], *, actor: Actor = SYSTEM, reference: str = "",

@@ -22,7 +22,6 @@ The export (CSV or XLSX, django-import-export) offers two files:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
@@ -39,14 +38,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, ngettext_lazy
 from import_export import resources
 from import_export.admin import ExportMixin
 from import_export.fields import Field
 from import_export.formats.base_formats import CSV, XLSX
 from import_export.widgets import DateTimeWidget, DecimalWidget, IntegerWidget
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.contrib.filters.admin import DropdownFilter, RangeDateFilter
+from unfold.contrib.filters.admin import DropdownFilter
 from unfold.contrib.import_export.forms import SelectableFieldsExportForm
 from unfold.decorators import action, display
 from unfold.widgets import (
@@ -58,11 +57,12 @@ from unfold.widgets import (
     UnfoldBooleanSwitchWidget,
 )
 
+from backoffice.admin_filters import DayRangeFilter
 from backoffice.admin_navigation import _counted_once
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import EstimatedCountPaginator
 from backoffice.inventory.services import Actor
-from backoffice.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, quantize
+from backoffice.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
 from backoffice.orders import services
 from backoffice.orders.models import (
     Order,
@@ -99,13 +99,6 @@ TO_FULFIL = (OrderStatus.PAID, OrderStatus.PROCESSING)
 # At most this many refusals are listed one by one after a bulk action.
 MAX_ERROR_MESSAGES = 10
 ORDER_ERRORS = (services.OrderError, IllegalTransition, payments.PaymentError)
-
-
-def money(amount: Decimal | None, currency: str) -> str:
-    """``KES 1,250.00``, in the order's own currency."""
-    if amount is None:
-        return ""
-    return f"{currency} {quantize(amount, currency):,}"
 
 
 def address_lines(address: dict | None) -> list[str]:
@@ -215,39 +208,8 @@ class ShippingMethodFilter(_MethodFilter):
         return [(m.code, m.name) for m in shipping_methods()]
 
 
-def _parse_day(value: str) -> dt.date | None:
-    for format_ in settings.DATE_INPUT_FORMATS:
-        try:
-            return dt.datetime.strptime(value, format_).date()
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-def _start_of(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
-class PlacedDateFilter(RangeDateFilter):
-    """Whole days in the store's time zone, "to" included: a range on ``created_at`` (indexed
-    with the status), not a ``__date`` cast per row."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        name = self.parameter_name
-        start = self.used_parameters.get(f"{name}_from")
-        end = self.used_parameters.get(f"{name}_to")
-        filters = {}
-        if start:
-            day = _parse_day(start)
-            if day is None:
-                return None
-            filters[f"{name}__gte"] = _start_of(day)
-        if end:
-            day = _parse_day(end)
-            if day is None:
-                return None
-            filters[f"{name}__lt"] = _start_of(day + dt.timedelta(days=1))
-        return queryset.filter(**filters)
+class PlacedDateFilter(DayRangeFilter):
+    """When orders were placed: whole days in the store's time zone, "to" included."""
 
 
 # --- Forms of the order page ----------------------------------------------------------------
@@ -432,7 +394,7 @@ class RefundInline(_ReadOnlyInline):
 
     @display(description=_("amount"))
     def amount_display(self, obj: Refund) -> str:
-        return money(obj.amount, obj.order.currency)
+        return format_money(obj.amount, obj.order.currency)
 
     @display(description=_("items"))
     def items(self, obj: Refund) -> str:
@@ -452,9 +414,9 @@ class PaymentInline(_ReadOnlyInline):
 
     @display(description=_("amount"))
     def amount_display(self, obj: Payment) -> str:
-        refunded = (f" ({_('refunded')} {money(obj.amount_refunded, obj.currency)})"
+        refunded = (f" ({_('refunded')} {format_money(obj.amount_refunded, obj.currency)})"
                     if obj.amount_refunded else "")
-        return money(obj.amount, obj.currency) + refunded
+        return format_money(obj.amount, obj.currency) + refunded
 
 
 class OrderEventInline(_ReadOnlyInline):
@@ -705,10 +667,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
 
     @display(description=_("total"), ordering="total")
     def total_display(self, obj: Order) -> str:
-        total = money(obj.total, obj.currency)
+        total = format_money(obj.total, obj.currency)
         if obj.refunded_total:
             return format_html('{}<br><span class="text-xs text-base-500">{} {}</span>', total,
-                               _("refunded"), money(obj.refunded_total, obj.currency))
+                               _("refunded"), format_money(obj.refunded_total, obj.currency))
         return total
 
     @display(description=_("items"))
@@ -730,9 +692,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         return Actor(user=request.user, label=request.user.get_username())
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Order], run: Callable,
-              done_message: str) -> None:
+              done_message) -> None:
         """``run`` each selected order through a service, in its own transaction: the ones it
-        refuses are listed with the service's reason and stay as they were."""
+        refuses are listed with the service's reason and stay as they were. ``done_message`` is
+        an ``ngettext_lazy`` plural counted by ``count``."""
         actor = self._actor(request)
         done, refused = 0, []
         for pk, number in queryset.order_by("pk").values_list("pk", "number"):
@@ -747,30 +710,37 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         for message in refused[:MAX_ERROR_MESSAGES]:
             messages.error(request, message)
         if len(refused) > MAX_ERROR_MESSAGES:
-            messages.error(request, _("... and %(count)d more orders refused.")
-                           % {"count": len(refused) - MAX_ERROR_MESSAGES})
+            more = len(refused) - MAX_ERROR_MESSAGES
+            messages.error(request, ngettext("... and %(count)d more order refused.",
+                                             "... and %(count)d more orders refused.", more)
+                           % {"count": more})
 
     @action(description=_("Mark processing"), permissions=["fulfil"])
     def mark_processing(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset,
                    lambda pk, actor: services.transition(pk, OrderStatus.PROCESSING, actor=actor),
-                   _("%(count)d orders marked processing."))
+                   ngettext_lazy("%(count)d order marked processing.",
+                                 "%(count)d orders marked processing.", "count"))
 
     @action(description=_("Mark paid (cash, transfer)"), permissions=["fulfil"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset,
                    lambda pk, actor: payments.record_manual_payment(pk, actor=actor),
-                   _("%(count)d orders marked paid."))
+                   ngettext_lazy("%(count)d order marked paid.",
+                                 "%(count)d orders marked paid.", "count"))
 
     @action(description=_("Mark delivered"), permissions=["fulfil"])
     def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, lambda pk, actor: services.mark_delivered(pk, actor=actor),
-                   _("%(count)d orders marked delivered."))
+                   ngettext_lazy("%(count)d order marked delivered.",
+                                 "%(count)d orders marked delivered.", "count"))
 
     @action(description=_("Cancel (releases the stock)"), permissions=["fulfil"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, lambda pk, actor: services.cancel_order(pk, actor=actor),
-                   _("%(count)d orders cancelled; their stock is back on the shelf."))
+                   ngettext_lazy("%(count)d order cancelled; its stock is back on the shelf.",
+                                 "%(count)d orders cancelled; their stock is back on the shelf.",
+                                 "count"))
 
     # --- the order page ---
 
@@ -819,17 +789,17 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                 links.append((_("Cancel order"), self._url("cancel_detail", order)))
         currency = order.currency
         totals = [
-            (_("Subtotal"), money(order.subtotal, currency)),
+            (_("Subtotal"), format_money(order.subtotal, currency)),
             (_("Discount") + (f" ({order.coupon_code})" if order.coupon_code else ""),
-             f"− {money(order.discount_total, currency)}"),
+             f"− {format_money(order.discount_total, currency)}"),
             (_("Shipping") + (f" ({order.shipping_method_name})"
                               if order.shipping_method_name else ""),
-             money(order.shipping_total, currency)),
-            (_("Total"), money(order.total, currency)),
+             format_money(order.shipping_total, currency)),
+            (_("Total"), format_money(order.total, currency)),
         ]
         if order.refunded_total:
-            totals.append((_("Refunded"), f"− {money(order.refunded_total, currency)}"))
-            totals.append((_("Net"), money(order.total - order.refunded_total, currency)))
+            totals.append((_("Refunded"), f"− {format_money(order.refunded_total, currency)}"))
+            totals.append((_("Net"), format_money(order.total - order.refunded_total, currency)))
         customer_url = (
             reverse("admin:auth_user_change", args=[order.user_id]) if order.user_id else ""
         )
@@ -994,7 +964,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             except ORDER_ERRORS as error:
                 messages.error(request, str(error))
             else:
-                amount = money(refund.amount, order.currency)
+                amount = format_money(refund.amount, order.currency)
                 if refund.status == refund.Status.PENDING:
                     messages.warning(request, _("Refund of %(amount)s asked of the provider; "
                                                 "it takes effect when the provider confirms it.")
@@ -1003,7 +973,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                     messages.success(request, _("Refund of %(amount)s recorded.")
                                      % {"amount": amount})
                 return self._back(order)
-        left = money(services.refundable_amount(order), order.currency)
+        left = format_money(services.refundable_amount(order), order.currency)
         paid_with = payments.refund_payment_of(order)
         via = (_("It goes back through %(provider)s (payment %(id)s).")
                % {"provider": paid_with.provider, "id": paid_with.pk}) if paid_with else _(
@@ -1047,15 +1017,16 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             "shipping_address": address_lines(order.shipping_address),
             "billing_address": address_lines(order.billing_address),
             "money": {
-                "lines": [(line, money(line.unit_price, currency),
-                           money(line.discount_amount, currency) if line.discount_amount else "",
-                           money(line.total, currency)) for line in lines],
-                "subtotal": money(order.subtotal, currency),
-                "discount": money(order.discount_total, currency),
-                "shipping": money(order.shipping_total, currency),
-                "total": money(order.total, currency),
-                "refunded": money(order.refunded_total, currency),
-                "net": money(order.total - order.refunded_total, currency),
+                "lines": [(line, format_money(line.unit_price, currency),
+                           (format_money(line.discount_amount, currency)
+                            if line.discount_amount else ""),
+                           format_money(line.total, currency)) for line in lines],
+                "subtotal": format_money(order.subtotal, currency),
+                "discount": format_money(order.discount_total, currency),
+                "shipping": format_money(order.shipping_total, currency),
+                "total": format_money(order.total, currency),
+                "refunded": format_money(order.refunded_total, currency),
+                "net": format_money(order.total - order.refunded_total, currency),
             },
             "printed_at": timezone.now(),
         }

@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.money import MONEY_FIELD_KWARGS
+from backoffice.money import MONEY_FIELD_KWARGS, format_money
 from backoffice.orders.status import OPEN_STATUSES, OrderStatus
 
 
@@ -262,7 +262,7 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.order.currency}"
+        return format_money(self.amount, self.order.currency)
 
 
 class RefundLine(models.Model):

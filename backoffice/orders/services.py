@@ -19,10 +19,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from backoffice.inventory import services as inventory
 from backoffice.inventory.services import SYSTEM, Actor, Placement
-from backoffice.money import quantize
+from backoffice.money import format_money, quantize
 from backoffice.orders.models import (
     Allocation,
     Order,
@@ -114,27 +115,64 @@ def _placements(order: Order) -> list[tuple[Allocation, Placement]]:
     ]
 
 
-def _take_allocations(order: Order, wanted: Mapping[int, int]) -> list[Placement]:
+def _take_allocations(
+    order: Order, wanted: Mapping[int, int], *,
+    unallocated_first: Mapping[int, OrderLine] | None = None,
+) -> tuple[list[Placement], dict[int, int]]:
     """Take ``{line id: quantity}`` off the lines' allocations (rows still to be written to
-    stock by the caller); refuses a line whose allocations hold less."""
+    stock by the caller). Returns the placements taken and ``{line id: units no allocation
+    covered}``: units sold without stock (a variant whose stock is not tracked allocates
+    nothing; a backorder one only what was on the shelf at checkout).
+
+    A line's units left to ship are its allocated units plus its unallocated ones. Shipping takes
+    the allocated ones first (they are on the shelf); with ``unallocated_first`` (the lines as
+    read before this change), a refund of unshipped units gives up the unallocated ones first, so
+    the stock already promised stays with the units still to ship."""
     taken = []
+    uncovered: dict[int, int] = {}
     held = _placements(order)
     for pk, quantity in wanted.items():
-        for allocation, placement in held:
-            if allocation.line_id != pk or quantity <= 0:
-                continue
+        mine = [(a, p) for a, p in held if a.line_id == pk]
+        if unallocated_first is not None:
+            allocated = sum(a.quantity for a, _ in mine)
+            free = min(quantity, max(unallocated_first[pk].quantity_to_ship - allocated, 0))
+            uncovered[pk] = free
+            quantity -= free
+        for allocation, placement in mine:
+            if quantity <= 0:
+                break
             take = min(quantity, allocation.quantity)
             taken.append(Placement(placement.stock_id, placement.variant_id,
                                    placement.warehouse_id, take))
             Allocation.objects.filter(pk=allocation.pk).update(quantity=F("quantity") - take)
             quantity -= take
         if quantity > 0:
-            raise OrderError(f"Line {pk} has no stock allocated for {quantity} more.",
-                             "not_allocated")
-    return taken
+            uncovered[pk] = uncovered.get(pk, 0) + quantity
+    return taken, uncovered
+
+
+def _backordered(lines: Mapping[int, OrderLine], uncovered: Mapping[int, int]) -> dict[int, int]:
+    """``{variant id: units}`` of the unallocated units shipping now that must come off the
+    shelf: those of variants whose stock is tracked (sold on backorder). Units of a variant whose
+    stock is not tracked (or of one deleted since) leave no trace in stock."""
+    from backoffice.catalog.models import Variant
+
+    variant_of = {pk: lines[pk].variant_id for pk, qty in uncovered.items()
+                  if qty and lines[pk].variant_id is not None}
+    if not variant_of:
+        return {}
+    tracked = set(Variant.objects.filter(pk__in=set(variant_of.values()), track_inventory=True)
+                  .values_list("pk", flat=True))
+    wanted: dict[int, int] = {}
+    for pk, variant_id in variant_of.items():
+        if variant_id in tracked:
+            wanted[variant_id] = wanted.get(variant_id, 0) + uncovered[pk]
+    return wanted
 
 
 def _release_all(order: Order, actor: Actor, note: str) -> None:
+    """Give back every allocation the order holds (its unallocated units, sold without stock,
+    hold nothing to give back)."""
     held = _placements(order)
     if held:
         inventory.release([p for _, p in held], actor=actor, reference=_reference(order),
@@ -254,7 +292,13 @@ def create_shipment(
     order: Order | int, request: ShipmentRequest, *, actor: Actor = SYSTEM
 ) -> Shipment:
     """Ship some or all of what is left: allocated stock leaves the shelf (on hand and
-    allocation go down together). The order becomes *shipped* once nothing is left to ship."""
+    allocation go down together). The order becomes *shipped* once nothing is left to ship.
+
+    Units sold without stock: those of a variant whose stock is not tracked ship without any
+    stock movement; backordered units of a tracked variant come off the shelf now, from what is
+    available (``OrderError`` "backordered", nothing changed, when the shelf does not have them:
+    receive the goods into stock first), and the rows they came from are remembered (an
+    allocation of 0) so that a restocking refund puts them back there."""
     order = _lock(order)
     if order.status not in SHIPPABLE_STATUSES:
         raise IllegalTransition(order.status, OrderStatus.SHIPPED)
@@ -276,7 +320,8 @@ def create_shipment(
                    if shippable[pk] < lines[pk].quantity_to_ship else "."),
                 "too_many",
             )
-    taken = _take_allocations(order, wanted)
+    taken, uncovered = _take_allocations(order, wanted)
+    backordered = _backordered(lines, uncovered)
     shipment = Shipment.objects.create(
         order=order, carrier=request.carrier[:120], tracking_number=request.tracking_number[:120],
         tracking_url=request.tracking_url, shipped_at=request.shipped_at or timezone.now(),
@@ -286,11 +331,30 @@ def create_shipment(
     )
     for pk, quantity in wanted.items():
         OrderLine.objects.filter(pk=pk).update(quantity_shipped=F("quantity_shipped") + quantity)
-    if taken:
-        inventory.take_shipped(taken, actor=actor, reference=_reference(order),
-                               note=f"shipment {shipment.pk}")
+    if taken or backordered:
+        try:
+            from_shelf = inventory.take_shipped(taken, actor=actor, reference=_reference(order),
+                                                note=f"shipment {shipment.pk}",
+                                                backordered=backordered)
+        except inventory.OutOfStock as exc:
+            skus = ", ".join(
+                f"{line.sku} ({backordered[line.variant_id]} backordered, "
+                f"{exc.available[line.variant_id]} in stock)"
+                for line in lines.values() if line.variant_id in exc.available
+            )
+            raise OrderError(f"Backordered units are not in stock yet: {skus}. Receive them "
+                             "into stock, then ship.", "backordered") from exc
+        lines_of = {}
+        for pk in uncovered:
+            lines_of.setdefault(lines[pk].variant_id, []).append(pk)
+        Allocation.objects.bulk_create(
+            [Allocation(line_id=pk, stock_id=p.stock_id, quantity=0)
+             for p in from_shelf for pk in lines_of.get(p.variant_id, [])],
+            ignore_conflicts=True,
+        )
     _event(order, OrderEvent.Kind.SHIPMENT, actor,
-           f"Shipped {sum(wanted.values())} item(s)"
+           ngettext("Shipped %(count)d item", "Shipped %(count)d items",
+                    sum(wanted.values())) % {"count": sum(wanted.values())}
            + (f" with {shipment.carrier}" if shipment.carrier else "")
            + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "") + ".")
     emit_event("shipment_created", shipment_id=shipment.pk, order_id=order.pk,
@@ -335,7 +399,9 @@ def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: in
     if left == 0 and arrived and order.status != OrderStatus.DELIVERED:
         _move(order, OrderStatus.DELIVERED, actor, note)
     elif shipment_id is None and left:
-        raise OrderError(f"{left} item(s) have not shipped yet.", "not_shipped")
+        raise OrderError(ngettext("%(count)d item has not shipped yet.",
+                                  "%(count)d items have not shipped yet.", left)
+                         % {"count": left}, "not_shipped")
     else:
         _event(order, OrderEvent.Kind.SHIPMENT, actor, note or f"Shipment {shipment_id} arrived.")
     return order
@@ -430,7 +496,8 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
     if amount <= 0:
         raise OrderError("A refund must be more than zero.", "invalid_amount")
     if amount > left:
-        raise OrderError(f"At most {left} {order.currency} is left to refund.", "too_much")
+        raise OrderError(f"At most {format_money(left, order.currency)} is left to refund.",
+                         "too_much")
     if request.restock and not wanted:
         raise OrderError("Say which lines go back on the shelf.", "restock_needs_lines")
     refund = Refund.objects.create(
@@ -443,10 +510,12 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
         [RefundLine(refund=refund, line_id=pk, quantity=q) for pk, q in wanted.items()]
     )
     if status == Refund.Status.FAILED:
-        _event(order, OrderEvent.Kind.REFUND, actor, f"Refund of {amount} {order.currency} failed.")
+        _event(order, OrderEvent.Kind.REFUND, actor,
+               f"Refund of {format_money(amount, order.currency)} failed.")
     elif status == Refund.Status.PENDING:
         _event(order, OrderEvent.Kind.REFUND, actor,
-               f"Refund of {amount} {order.currency} asked of the provider; waiting for it.")
+               f"Refund of {format_money(amount, order.currency)} asked of the provider; "
+               "waiting for it.")
     else:
         _apply_refund(order, refund, lines, actor)
     return refund
@@ -471,7 +540,8 @@ def settle_refund(refund: Refund | int, *, succeeded: bool, actor: Actor = SYSTE
         _apply_refund(order, refund, lines, actor)
     else:
         _event(order, OrderEvent.Kind.REFUND, actor,
-               f"Refund of {refund.amount} {order.currency} failed at the provider.")
+               f"Refund of {format_money(refund.amount, order.currency)} failed at the "
+               "provider.")
     return refund
 
 
@@ -497,7 +567,8 @@ def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
     order.save(update_fields=["refunded_total", "updated_at"])
     order.refresh_from_db(fields=["refunded_total"])
     _event(order, OrderEvent.Kind.REFUND, actor,
-           f"Refunded {refund.amount} {order.currency}" + (" (restocked)" if refund.restock else "")
+           f"Refunded {format_money(refund.amount, order.currency)}"
+           + (" (restocked)" if refund.restock else "")
            + (f": {refund.reason}" if refund.reason else "."))
     full = order.refunded_total >= order.total
     if full:
@@ -520,10 +591,11 @@ def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: di
         shipped_back = quantity - unshipped[pk]
         if restock and shipped_back:
             returned.extend(_shipped_from(line, shipped_back))
-    # A cancelled order gave its allocations back when it was cancelled.
+    # A cancelled order gave its allocations back when it was cancelled. Units sold without
+    # stock (unallocated) go first and hold nothing to release.
     release = [] if order.status == OrderStatus.CANCELLED else _take_allocations(
-        order, {pk: q for pk, q in unshipped.items() if q}
-    )
+        order, {pk: q for pk, q in unshipped.items() if q}, unallocated_first=lines,
+    )[0]
     reference = _reference(order)
     if release:
         inventory.release(release, actor=actor, reference=reference, note="refunded")
@@ -533,7 +605,8 @@ def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: di
 
 def _shipped_from(line: OrderLine, quantity: int) -> list[Placement]:
     """Where ``quantity`` shipped items of ``line`` came from (the warehouses its allocations
-    were in), to put them back there."""
+    were in), to put them back there. Nothing for a line that never took stock (its variant's
+    stock was not tracked): what never left counted stock does not come back into it."""
     places = []
     for allocation in Allocation.objects.filter(line=line).select_related("stock"):
         if quantity <= 0:

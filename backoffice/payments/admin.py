@@ -15,11 +15,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.inventory.services import Actor
+from backoffice.money import format_money
 from backoffice.payments import services
 from backoffice.payments.models import Payment, PaymentEvent
 from backoffice.payments.status import OPEN_STATUSES, PaymentStatus
@@ -74,9 +76,9 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
 
     @display(description=_("amount"), ordering="amount")
     def amount_display(self, obj: Payment) -> str:
-        text = f"{obj.currency} {obj.amount:,}"
+        text = format_money(obj.amount, obj.currency)
         if obj.amount_refunded:
-            text += f" ({_('refunded')} {obj.amount_refunded:,})"
+            text += f" ({_('refunded')} {format_money(obj.amount_refunded, obj.currency)})"
         return text
 
     @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
@@ -183,4 +185,6 @@ class PaymentEventAdmin(ReadOnlyRecord, ModelAdmin):
             PaymentEvent.objects.filter(pk=event.pk).update(processed_at=None, error="")
             services.process_event(event.pk)
             done += 1
-        messages.success(request, _("%(count)d events processed again.") % {"count": done})
+        messages.success(request, ngettext("%(count)d event processed again.",
+                                           "%(count)d events processed again.", done)
+                         % {"count": done})

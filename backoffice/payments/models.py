@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.money import MONEY_FIELD_KWARGS
+from backoffice.money import MONEY_FIELD_KWARGS, format_money
 from backoffice.payments.status import PaymentStatus
 
 
@@ -73,7 +73,8 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} {self.amount} {self.currency} ({self.get_status_display()})"
+        return (f"{self.provider} {format_money(self.amount, self.currency)} "
+                f"({self.get_status_display()})")
 
 
 class PaymentEvent(models.Model):

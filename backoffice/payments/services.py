@@ -35,7 +35,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backoffice.inventory.services import SYSTEM, Actor
-from backoffice.money import quantize
+from backoffice.money import format_money, quantize
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund
 from backoffice.orders.status import OrderStatus
@@ -700,7 +700,8 @@ def refund_order(order: Order | int, request: orders.RefundRequest, *,
             .exclude(pk=refund.pk).aggregate(total=Sum("amount"))["total"] or Decimal("0"))
         if refund.amount > room:
             raise orders.OrderError(
-                f"At most {room} {payment.currency} of payment {payment.pk} is left to refund.",
+                f"At most {format_money(room, payment.currency)} of payment {payment.pk} is "
+                "left to refund.",
                 "too_much")
     return call_refund(refund, provider, actor=actor)
 

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
@@ -242,4 +243,6 @@ class PluginEventDeliveryAdmin(ModelAdmin):
     @action(description=_("Retry the selected failed deliveries"))
     def retry(self, request, queryset) -> None:
         count = retry_failed(list(queryset.values_list("pk", flat=True)))
-        messages.success(request, _("%(count)d deliveries will be tried again.") % {"count": count})
+        messages.success(request, ngettext("%(count)d delivery will be tried again.",
+                                           "%(count)d deliveries will be tried again.", count)
+                         % {"count": count})

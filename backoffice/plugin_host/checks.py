@@ -3,6 +3,7 @@
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 
+from backoffice.caching import query_cache_disabled
 from backoffice.plugin_host.loading import get_plugin_host
 
 
@@ -21,13 +22,16 @@ def check_active_plugins_are_configured(app_configs, databases=None, **kwargs):
     if not databases:
         return []
     host = get_plugin_host()
-    try:
-        active = host.active_names()
-    except DatabaseError:  # before the first migrate
-        return []
+    # Straight from the database: `migrate` runs this check before it migrates, and the query
+    # cache may hold rows of a database that was deleted and made again at the same place.
+    with query_cache_disabled():
+        try:
+            active = host.active_names()
+            configs = {name: host.config(name) for name in sorted(active)}
+        except DatabaseError:  # before the first migrate
+            return []
     problems = []
-    for name in sorted(active):
-        resolved = host.config(name)
+    for name, resolved in configs.items():
         if not resolved.is_complete:
             missing = ", ".join(resolved.missing + list(resolved.errors))
             problems.append(Warning(

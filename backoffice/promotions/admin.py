@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from import_export import resources
 from import_export.admin import ImportExportModelAdmin
 from import_export.fields import Field
@@ -87,8 +88,10 @@ def coupon_problems(data: Mapping, *, times_used: int = 0) -> dict[str, str]:
             problems[name] = _("At least 1; leave it empty for no limit.")
     limit = data.get("usage_limit")
     if limit is not None and "usage_limit" not in problems and limit < times_used:
-        problems["usage_limit"] = _(
-            "This coupon has been used %(count)d times already: the limit cannot be lower."
+        problems["usage_limit"] = ngettext(
+            "This coupon has been used %(count)d time already: the limit cannot be lower.",
+            "This coupon has been used %(count)d times already: the limit cannot be lower.",
+            times_used,
         ) % {"count": times_used}
     minimum = data.get("minimum_subtotal")
     if minimum is not None and minimum < 0:
@@ -430,12 +433,16 @@ class CouponAdmin(SpreadsheetExportMixin, ModelAdmin, ImportExportModelAdmin):
     @action(description=_("Activate"), permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Coupon]) -> None:
         count = queryset.update(is_active=True)
-        messages.success(request, _("%(count)d coupons activated.") % {"count": count})
+        messages.success(request, ngettext("%(count)d coupon activated.",
+                                           "%(count)d coupons activated.", count)
+                         % {"count": count})
 
     @action(description=_("Deactivate"), permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Coupon]) -> None:
         count = queryset.update(is_active=False)
-        messages.success(request, _("%(count)d coupons deactivated.") % {"count": count})
+        messages.success(request, ngettext("%(count)d coupon deactivated.",
+                                           "%(count)d coupons deactivated.", count)
+                         % {"count": count})
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         return self.has_add_permission(request) and self.has_change_permission(request)

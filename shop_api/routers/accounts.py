@@ -12,8 +12,10 @@ from pydantic import StringConstraints
 from backoffice.checkout.cart import merge_guest_cart
 from backoffice.customers import services
 from backoffice.customers.models import Address, CustomerProfile
+from shop_api import examples
 from shop_api.auth import ClientAddressThrottle, customer_auth
 from shop_api.errors import ApiError
+from shop_api.examples import example
 from shop_api.schemas import (
     ERROR_RESPONSES,
     AddressFields,
@@ -54,6 +56,8 @@ class TokensOut(Schema):
 
 
 class RegisterIn(InputSchema):
+    model_config = example(examples.REGISTER)
+
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
     password: Password
     first_name: Text = ""
@@ -63,24 +67,34 @@ class RegisterIn(InputSchema):
 
 
 class LoginIn(InputSchema):
+    model_config = example(examples.LOGIN)
+
     email: Annotated[str, StringConstraints(max_length=254)]
     password: Password
 
 
 class RefreshIn(InputSchema):
+    model_config = example(examples.REFRESH)
+
     refresh_token: Annotated[str, StringConstraints(max_length=200)]
 
 
 class PasswordChangeIn(InputSchema):
+    model_config = example(examples.PASSWORD_CHANGE)
+
     current_password: Password
     new_password: Password
 
 
 class PasswordResetIn(InputSchema):
+    model_config = example(examples.PASSWORD_RESET)
+
     email: Annotated[str, StringConstraints(max_length=254)]
 
 
 class PasswordResetConfirmIn(InputSchema):
+    model_config = example(examples.PASSWORD_RESET_CONFIRM)
+
     uid: Annotated[str, StringConstraints(max_length=64)]
     token: Annotated[str, StringConstraints(max_length=128)]
     new_password: Password
@@ -91,6 +105,8 @@ class MessageOut(Schema):
 
 
 class EmailVerificationIn(InputSchema):
+    model_config = example(examples.EMAIL_VERIFICATION)
+
     uid: Annotated[str, StringConstraints(max_length=64)]
     token: Annotated[str, StringConstraints(max_length=128)]
 
@@ -212,6 +228,8 @@ class ProfileOut(Schema):
 
 
 class ProfileIn(InputSchema):
+    model_config = example(examples.PROFILE)
+
     first_name: Text | None = None
     last_name: Text | None = None
     phone: Phone | None = None
@@ -247,11 +265,15 @@ def update_my_profile(request: HttpRequest, payload: ProfileIn):
 
 
 class AddressIn(AddressFields):
+    model_config = example(examples.ADDRESS_IN)
+
     is_default_shipping: bool = False
     is_default_billing: bool = False
 
 
 class AddressPatch(InputSchema):
+    model_config = example(examples.ADDRESS_PATCH)
+
     first_name: Text | None = None
     last_name: Text | None = None
     company: Text | None = None

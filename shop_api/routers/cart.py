@@ -6,7 +6,6 @@ guest logs in or registers with that header, the guest cart's lines move into th
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 from django.http import HttpRequest
@@ -15,9 +14,11 @@ from pydantic import StringConstraints
 
 from backoffice.checkout import cart as carts
 from backoffice.checkout.models import Cart, CartLine
+from shop_api import examples
 from shop_api.auth import customer_or_guest, optional_customer
 from shop_api.errors import ApiError
-from shop_api.schemas import ERROR_RESPONSES, InputSchema
+from shop_api.examples import example
+from shop_api.schemas import ERROR_RESPONSES, InCurrency, InputSchema, Money
 
 router = Router(tags=["cart"], auth=customer_or_guest)
 
@@ -29,29 +30,32 @@ class CartLineOut(Schema):
     product_slug: str
     variant_name: str
     quantity: int
-    unit_price: Decimal = Field(description="The price when the line was added.")
-    current_price: Decimal
+    unit_price: Money = Field(description="The price when the line was added.")
+    current_price: Money
     price_changed: bool
-    line_total: Decimal
+    line_total: Money
     available: int
     purchasable: bool
 
 
-class CartOut(Schema):
+class CartOut(InCurrency):
     token: str = Field(description="Send it as X-Cart-Token on a guest's later requests.")
-    currency: str
     lines: list[CartLineOut]
     item_count: int
-    subtotal: Decimal
+    subtotal: Money
     has_price_changes: bool
 
 
 class AddLineIn(InputSchema):
+    model_config = example(examples.CART_LINE)
+
     sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     quantity: int = Field(default=1, ge=1, le=carts.MAX_LINE_QUANTITY)
 
 
 class LineQuantityIn(InputSchema):
+    model_config = example(examples.LINE_QUANTITY)
+
     quantity: int = Field(ge=0, le=carts.MAX_LINE_QUANTITY, description="0 removes the line.")
 
 

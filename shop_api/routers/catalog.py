@@ -18,7 +18,7 @@ from backoffice.catalog import storefront, storefront_cache
 from backoffice.catalog.models import Product
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
-from shop_api.schemas import ERROR_RESPONSES
+from shop_api.schemas import ERROR_RESPONSES, Money
 
 router = Router(tags=["catalog"])
 
@@ -44,7 +44,7 @@ class CategoryOut(Schema):
     description: str
     breadcrumbs: list[CategoryRef]
     children: list[CategoryRef]
-    average_price: Decimal | None = Field(
+    average_price: Money | None = Field(
         description="Average lowest price of the products in it and below it."
     )
 
@@ -58,8 +58,8 @@ class VariantOut(Schema):
     sku: str
     name: str
     options: dict[str, str]
-    price: Decimal
-    compare_at_price: Decimal | None
+    price: Money
+    compare_at_price: Money | None
     discount_percentage: Decimal | None
     availability: Literal["in_stock", "low", "out"]
 
@@ -68,8 +68,8 @@ class ProductSummary(Schema):
     slug: str
     name: str
     brand: str
-    price_min: Decimal | None
-    price_max: Decimal | None
+    price_min: Money | None
+    price_max: Money | None
     in_stock: bool
     featured: bool
     rating_average: Decimal

@@ -16,16 +16,18 @@ from pydantic import StringConstraints, model_validator
 
 from backoffice.checkout import services as checkout
 from backoffice.customers.models import Address
-from backoffice.money import store_currency
+from backoffice.money import money_text, store_currency
 from backoffice.orders.models import Order
 from backoffice.plugin_host import services as plugins
 from backoffice.plugin_host.errors import PluginError
 from backoffice.plugin_host.protocols import ShippingRequest
+from shop_api import examples
 from shop_api.auth import customer_or_checkout_guest, customer_or_guest
 from shop_api.errors import ApiError
+from shop_api.examples import example
 from shop_api.routers.cart import _cart
 from shop_api.routers.orders import OrderOut, order_out, with_details
-from shop_api.schemas import ERROR_RESPONSES, AddressFields, InputSchema, Phone
+from shop_api.schemas import ERROR_RESPONSES, AddressFields, InCurrency, InputSchema, Money, Phone
 
 router = Router(tags=["checkout"], auth=customer_or_guest)
 
@@ -33,6 +35,8 @@ Code = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
 
 
 class CheckoutIn(InputSchema):
+    model_config = example(examples.CHECKOUT)
+
     shipping_method: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                                       max_length=64)]
     shipping_address: AddressFields | None = None
@@ -58,26 +62,25 @@ class CheckoutIn(InputSchema):
 class QuoteLineOut(Schema):
     sku: str
     quantity: int
-    unit_price: Decimal
-    discount: Decimal
+    unit_price: Money
+    discount: Money
 
 
-class QuoteOut(Schema):
-    currency: str
+class QuoteOut(InCurrency):
     item_count: int
-    subtotal: Decimal
-    discount_total: Decimal
+    subtotal: Money
+    discount_total: Money
     coupon_code: str
-    shipping_total: Decimal
+    shipping_total: Money
     shipping_method: str
-    total: Decimal
+    total: Money
     lines: list[QuoteLineOut]
 
 
 class ShippingOptionOut(Schema):
     code: str
     name: str
-    amount: Decimal | None = Field(description="None when this method cannot ship the cart.")
+    amount: Money | None = Field(description="None when this method cannot ship the cart.")
     available: bool
     reason: str
 
@@ -96,11 +99,13 @@ def _error(exc: checkout.CheckoutError) -> ApiError:
         if "available" in line:
             message = f"{line['sku']}: {line['available']} left, {line['requested']} asked."
         else:
-            message = (f"{line['sku']}: {line['current_price']} now, "
-                       f"{line['unit_price']} when added.")
+            message = (f"{line['sku']}: {money_text(line['current_price'])} now, "
+                       f"{money_text(line['unit_price'])} when added.")
+        current = line.get("current_price")
         errors.append({
             "field": "lines", "message": message, "code": exc.code, "sku": line["sku"],
-            "available": line.get("available"), "current_price": line.get("current_price"),
+            "available": line.get("available"),
+            "current_price": money_text(current) if current is not None else None,
         })
     if exc.code.startswith("coupon"):
         errors.append({"field": "coupon_code", "message": str(exc), "code": exc.code})

@@ -20,8 +20,10 @@ from backoffice.orders import services
 from backoffice.orders.models import Order
 from backoffice.orders.status import OrderStatus
 from backoffice.payments import services as payments
+from shop_api import examples
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
+from shop_api.examples import example
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
 from shop_api.routers.orders import OrderOut, order_out, with_details
 from shop_api.schemas import ERROR_RESPONSES, InputSchema
@@ -53,6 +55,8 @@ class OrderFilters(Schema):
 
 
 class StatusIn(InputSchema):
+    model_config = example(examples.ORDER_STATUS)
+
     status: StatusValue = Field(description="paid, processing, shipped (ships everything left), "
                                        "delivered or cancelled (releases stock).")
     note: Note = ""
@@ -64,6 +68,8 @@ class ShipmentLineIn(InputSchema):
 
 
 class ShipmentIn(InputSchema):
+    model_config = example(examples.SHIPMENT)
+
     carrier: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
     tracking_number: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
     tracking_url: Annotated[str, StringConstraints(

@@ -24,8 +24,10 @@ from backoffice.inventory.services import (
     StockError,
     UnknownStockPlaces,
 )
+from shop_api import examples
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
+from shop_api.examples import example
 from shop_api.schemas import ERROR_RESPONSES, InputSchema
 
 router = Router(tags=["integrations"], auth=integration_auth)
@@ -42,6 +44,8 @@ class StockLevelIn(InputSchema):
 
 
 class StockLevelsIn(InputSchema):
+    model_config = example(examples.STOCK_LEVELS)
+
     levels: list[StockLevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
     reference: Annotated[str, StringConstraints(max_length=120)] = ""
 
@@ -133,6 +137,8 @@ class ProductIn(InputSchema):
 
 
 class ProductsIn(InputSchema):
+    model_config = example(examples.PRODUCTS)
+
     products: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS)
     reference: Annotated[str, StringConstraints(max_length=120)] = ""
 

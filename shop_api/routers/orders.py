@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
@@ -21,7 +20,7 @@ from backoffice.orders.status import OrderStatus
 from shop_api.auth import customer_auth
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
-from shop_api.schemas import ERROR_RESPONSES, AddressValues
+from shop_api.schemas import ERROR_RESPONSES, AddressValues, InCurrency, Money
 
 router = Router(tags=["orders"])
 
@@ -32,10 +31,10 @@ class OrderLineOut(Schema):
     product_name: str
     variant_name: str
     options: dict[str, str]
-    unit_price: Decimal
+    unit_price: Money
     quantity: int
-    discount: Decimal
-    total: Decimal
+    discount: Money
+    total: Money
     quantity_shipped: int
     quantity_refunded: int
 
@@ -54,21 +53,20 @@ class ShipmentOut(Schema):
     lines: list[ShipmentLineOut]
 
 
-class OrderOut(Schema):
+class OrderOut(InCurrency):
     number: str
     token: str = Field(description="A guest's key to this order: /orders/by-token/{token}.")
     status: str = Field(description=f"One of {', '.join(OrderStatus.values)}.")
     status_label: str
     placed_at: datetime
     email: str
-    currency: str
-    subtotal: Decimal
-    discount_total: Decimal
+    subtotal: Money
+    discount_total: Money
     coupon_code: str
-    shipping_total: Decimal
+    shipping_total: Money
     shipping_method: str
-    total: Decimal
-    refunded_total: Decimal
+    total: Money
+    refunded_total: Money
     payment_method: str
     pay_by: datetime | None = Field(description="Unpaid after this, the order is cancelled.")
     paid_at: datetime | None

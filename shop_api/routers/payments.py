@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from django.http import HttpRequest
@@ -26,11 +25,13 @@ from backoffice.payments.models import Payment
 from backoffice.payments.status import PaymentStatus
 from backoffice.plugin_host import services as plugins
 from backoffice.plugin_host.errors import WebhookVerificationError
+from shop_api import examples
 from shop_api.auth import customer_auth
 from shop_api.errors import ApiError, ErrorOut
+from shop_api.examples import example
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
 from shop_api.routers.orders import order_by_token
-from shop_api.schemas import ERROR_RESPONSES, InputSchema, Phone
+from shop_api.schemas import ERROR_RESPONSES, InCurrency, InputSchema, Money, Phone
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["payments"])
@@ -50,15 +51,14 @@ class NextActionOut(Schema):
     message: str = ""
 
 
-class PaymentOut(Schema):
+class PaymentOut(InCurrency):
     id: int
     order_number: str
     provider: str
     status: str = Field(description=f"One of {', '.join(PaymentStatus.values)}.")
     status_label: str
-    amount: Decimal
-    currency: str
-    amount_refunded: Decimal
+    amount: Money
+    amount_refunded: Money
     next_action: NextActionOut | None = Field(
         description="What to do next while the payment is open; null once it is settled.")
     message: str = Field(description="Why it failed, or what the provider last said.")
@@ -67,6 +67,8 @@ class PaymentOut(Schema):
 
 
 class StartPaymentIn(InputSchema):
+    model_config = example(examples.START_PAYMENT)
+
     provider: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                                max_length=64)] = Field(
         description="A payment method's code, from GET /payments/methods.")

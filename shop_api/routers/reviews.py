@@ -16,8 +16,10 @@ from pydantic import Field, StringConstraints
 from backoffice.catalog.models import Product
 from backoffice.reviews import services
 from backoffice.reviews.models import ProductRating, Review
+from shop_api import examples
 from shop_api.auth import customer_auth
 from shop_api.errors import ApiError
+from shop_api.examples import example
 from shop_api.pagination import BoundedPageNumberPagination
 from shop_api.schemas import ERROR_RESPONSES, InputSchema
 
@@ -27,11 +29,15 @@ Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500
 
 
 class ReviewIn(InputSchema):
+    model_config = example(examples.REVIEW)
+
     rating: int = Field(ge=1, le=5)
     comment: Comment = ""
 
 
 class ReviewPatch(InputSchema):
+    model_config = example(examples.REVIEW_PATCH)
+
     rating: int | None = Field(default=None, ge=1, le=5)
     comment: Comment | None = None
 

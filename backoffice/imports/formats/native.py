@@ -4,6 +4,8 @@
 Lists in one cell (extra categories, images, alt texts) are separated by `` | ``; tags by commas;
 category paths are names joined by `` > `` (as in Shopify and WooCommerce). Stock has a column per
 warehouse, ``stock:<warehouse code>``; an empty stock cell leaves that stock as it is.
+``track_inventory`` (false: stock not counted, always available) and ``allow_backorder`` (true:
+sells on once out of stock) are yes/no; an empty cell leaves the flag as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ VARIANT_COLUMNS = [
     "option1_name", "option1_value", "option2_name", "option2_value",
     "option3_name", "option3_value",
     "price", "compare_at_price", "cost_price", "barcode", "weight_grams", "variant_active",
+    "track_inventory", "allow_backorder",
 ]
 IMAGE_COLUMNS = ["image_urls", "image_alt_texts"]
 
@@ -151,10 +154,13 @@ class NativeFormat(ProductFormat):
                 self.parse_cell(row, "weight_grams", parse_int, text, what="number of grams")
                 if text else None
             )
-        if self.has("variant_active") and get("variant_active"):
-            flag = self.parse_cell(row, "variant_active", parse_bool, get("variant_active"))
-            if flag is not None:
-                values["is_active"] = flag
+        for column, field_name in (("variant_active", "is_active"),
+                                   ("track_inventory", "track_inventory"),
+                                   ("allow_backorder", "allow_backorder")):
+            if self.has(column) and get(column):
+                flag = self.parse_cell(row, column, parse_bool, get(column))
+                if flag is not None:
+                    values[field_name] = flag
         for column, code in stock_columns:
             text = get(column)
             if text:

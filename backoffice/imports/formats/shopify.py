@@ -14,6 +14,12 @@ and/or an image. Decisions (see the README):
 - A compare-at price at or below the price is dropped with a warning: Shopify accepts it and shows
   no discount, so a Shopify export must import as it is.
 - Negative ``Variant Inventory Qty`` (Shopify allows overselling) imports as 0, with a warning.
+- ``Variant Inventory Tracker``: "shopify" (or any other tracker) means the stock is tracked; a
+  blank cell means Shopify does not track it, so the variant's stock is not tracked here either
+  (always available, never sold out; a quantity given is still kept as its on-hand stock).
+  ``Variant Inventory Policy`` "continue" (sell when out of stock) allows backorders, "deny"
+  does not. Without these columns the flags are left as they are (new variants: tracked, no
+  backorders).
 - ``Product Category`` (a taxonomy path "A > B > C") becomes the primary category, created if
   missing; when it is empty, a category whose Google id equals the Google Shopping category is used.
 """
@@ -36,6 +42,7 @@ from backoffice.imports.records import (
 DEFAULT_TITLE = "Default Title"
 GOOGLE_CATEGORY = "Google Shopping / Google Product Category"
 STATUS_PUBLISHED = {"active": True, "draft": False, "archived": False}
+INVENTORY_POLICIES = {"deny": False, "continue": True}  # continue: sell when out of stock
 
 
 class ShopifyFormat(ProductFormat):
@@ -45,7 +52,8 @@ class ShopifyFormat(ProductFormat):
         "name": "Title", "description": "Body (HTML)", "brand": "Vendor", "product_type": "Type",
         "seo_title": "SEO Title", "seo_description": "SEO Description",
     }
-    variant_columns = {"sku": "Variant SKU", "barcode": "Variant Barcode"}
+    variant_columns = {"sku": "Variant SKU", "barcode": "Variant Barcode",
+                       "stock": "Variant Inventory Qty"}
     required_columns = ("Handle", "Title", "Variant SKU", "Variant Price")
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> list[ProductRecord]:
@@ -185,4 +193,14 @@ class ShopifyFormat(ProductFormat):
                     )
                     quantity = 0
                 variant.stock[self.warehouse_code] = quantity
+        if self.has("Variant Inventory Tracker"):
+            values["track_inventory"] = bool(get("Variant Inventory Tracker"))
+        policy = get("Variant Inventory Policy").lower()
+        if policy in INVENTORY_POLICIES:
+            values["allow_backorder"] = INVENTORY_POLICIES[policy]
+        elif policy:
+            self.problems.warn(
+                row, "Variant Inventory Policy",
+                f"{get('Variant Inventory Policy')!r} is not deny or continue; ignored.",
+            )
         return variant

@@ -16,6 +16,12 @@ Decisions (see the README):
 - Categories "A > B, C > D": the first is the primary category, the others extra ones.
 - ``GTIN, UPC, EAN, or ISBN`` (WooCommerce 9.2+) is the variant's barcode; ``Brands``
   (9.6+) the product's brand (the first one listed).
+- Stock management, as WooCommerce's own importer reads it: a number in ``Stock`` means the stock
+  is managed (tracked here); an empty ``Stock`` means it is not (WooCommerce's exporter leaves it
+  empty then), and ``In stock?`` says whether it sells: 1 (or "backorder") is a variant whose
+  stock is not tracked, always available; 0 is out of stock: tracked, with 0 in stock. A
+  ``Manage stock?`` column (other exporters), when filled, says it directly.
+  ``Backorders allowed?`` 1 or "notify" allows backorders, 0 does not.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class WooCommerceFormat(ProductFormat):
     label = "WooCommerce product CSV"
     required_columns = ("Type", "SKU", "Name", "Regular price", "Parent")
     product_columns = {"name": "Name", "description": "Description", "brand": "Brands"}
-    variant_columns = {"sku": "SKU", "barcode": GTIN_COLUMNS[0]}
+    variant_columns = {"sku": "SKU", "barcode": GTIN_COLUMNS[0], "stock": "Stock"}
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> list[ProductRecord]:
         self.weight_column, self.weight_unit = "", "kg"
@@ -224,4 +230,42 @@ class WooCommerceFormat(ProductFormat):
                     )
                     quantity = 0
                 variant.stock[self.warehouse_code] = quantity
+        self._stock_management(row, get, variant)
         return variant
+
+    def _stock_management(self, row: int, get, variant: VariantRecord) -> None:
+        """``track_inventory`` and ``allow_backorder`` from the stock columns (see the module's
+        docstring); a file without them leaves both as they are."""
+        values = variant.values
+        backorders = get("Backorders allowed?").lower()
+        if backorders:
+            flag = True if backorders == "notify" else self.parse_cell(
+                row, "Backorders allowed?", parse_bool, backorders
+            )
+            if flag is not None:
+                values["allow_backorder"] = flag
+        managed = None
+        if self.has("Manage stock?") and get("Manage stock?"):
+            managed = self.parse_cell(row, "Manage stock?", parse_bool, get("Manage stock?"))
+        elif self.has("Stock"):
+            managed = bool(get("Stock"))
+        if managed is None:  # no column says, or a bad cell (reported)
+            return
+        if managed:  # the quantity says what there is to sell
+            values["track_inventory"] = True
+            return
+        status = get("In stock?").lower()
+        if status in ("", "backorder", "onbackorder"):
+            # Not managed and for sale (WooCommerce's importer reads an empty status as "in
+            # stock"): always available; "backorder" says backorders by its name too.
+            values["track_inventory"] = False
+            if status:
+                values["allow_backorder"] = True
+            return
+        in_stock = self.parse_cell(row, "In stock?", parse_bool, status)
+        if in_stock:
+            values["track_inventory"] = False
+        elif in_stock is not None:
+            # Not managed, out of stock: nothing to sell until someone counts some in.
+            values["track_inventory"] = True
+            variant.stock.setdefault(self.warehouse_code, 0)
