@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: demo test install lint check-migrations clean bench-api bench-checkout bench-webhooks
+.PHONY: demo test install lint check-migrations clean bench-api bench-checkout bench-webhooks \
+	fuzz-api
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,6 +43,14 @@ test: $(STAMP) $(TEST_STAMP)
 ## SQLite by default; DATABASE_URL=postgres://... runs it in a fresh temporary database there.
 bench: $(STAMP)
 	$(PY) benchmarks/import_bench.py $(BENCH_ARGS)
+
+## The long schemathesis run: the suite's with 30 examples an operation (FUZZ_EXAMPLES), then
+## every operation, phase and check (`st run --checks all`) against a live server; SCHEMATHESIS_SEED=1 for other
+## cases, DATABASE_URL=postgres://... for PostgreSQL. Prints the figures; fails on any failure.
+FUZZ_EXAMPLES ?= 30
+fuzz-api: $(STAMP) $(TEST_STAMP)
+	SCHEMATHESIS_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_api_schema_fuzz.py -s \
+		$(PYTEST_ARGS)
 
 ## API benchmark: the storefront listing and detail under wrk, ours vs plain DRF (prints numbers).
 ## Needs a database holding a catalog, e.g.

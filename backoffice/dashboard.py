@@ -30,11 +30,15 @@ def _core_widgets() -> list[dict]:
         {"title": _("Sales, last 7 days"), "value": format_money(numbers.sales_last_7_days),
          "link": orders, "description": _("Paid or being fulfilled, refunds taken off.")},
         {"title": _("To fulfil"), "value": numbers.to_fulfil,
-         "link": f"{orders}?status__in=paid,processing",
-         "description": _("Paid or processing: waiting to ship.")},
+         "link": f"{orders}?status=to_fulfil",
+         "description": _("Paid, or paid on delivery, and not all shipped.")},
         {"title": _("Awaiting payment"), "value": numbers.awaiting_payment,
-         "link": f"{orders}?status__exact=pending_payment",
-         "description": _("Holding stock until paid or expired.")},
+         "link": f"{orders}?status=awaiting_payment",
+         "description": _("Holding stock until paid or expired (cash on delivery: until "
+                          "paid).")},
+        {"title": _("Refunds due"), "value": numbers.refunds_due,
+         "link": f"{orders}?status=refund_due",
+         "description": _("Money held for cancelled orders, or paid twice.")},
     ]
 
 

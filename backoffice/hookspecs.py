@@ -44,7 +44,7 @@ from backoffice.plugin_host.protocols import (
 PROJECT_NAME = "backoffice"
 # Bumped in the minor part for added hooks or arguments (plugins keep working), in the major part
 # for anything that breaks an existing plugin.
-HOOKSPEC_VERSION = "1.0"
+HOOKSPEC_VERSION = "1.1"  # 1.1: order_status_changed says which state moved, and all three
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -99,9 +99,22 @@ def order_placed(order_id: int, order_number: str, total: str, currency: str) ->
 
 @hookspec
 def order_status_changed(
-    order_id: int, order_number: str, old_status: str, new_status: str
+    order_id: int, order_number: str, old_status: str, new_status: str, state: str,
+    status: str, payment_status: str, fulfilment_status: str,
 ) -> None:
-    """An order moved from one status to another."""
+    """One of an order's states moved (one event per move): ``state`` says which, ``old_status``
+    and ``new_status`` are that state's values before and after.
+
+    - ``state="payment"``: unpaid, paid, partially_refunded, refunded, overpaid;
+    - ``state="fulfilment"``: unfulfilled, partially_shipped, shipped, partially_delivered,
+      delivered;
+    - ``state="order"``: the overall status, derived from the two and cancellation: open,
+      cancelled, completed.
+
+    ``status``, ``payment_status`` and ``fulfilment_status`` are the order's three states after
+    the move. (Plugins written for 1.0 take only the first four arguments and keep working:
+    "paid", "shipped", "delivered", "cancelled" and "refunded" still arrive as ``new_status``.)
+    """
 
 
 @hookspec

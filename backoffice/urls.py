@@ -19,7 +19,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls()),
-    re_path(r"^api/v1/(?P<rest>.*)$", unknown_api_path),
+    # Any other path under the API, newlines too (``.`` alone stops at one): the API's 404.
+    re_path(r"^api/v1/(?P<rest>(?s:.*))$", unknown_api_path),
 ]
 
 if settings.DEBUG:

@@ -155,7 +155,7 @@ def run(count: int) -> int:
             times.append(time.perf_counter() - started)
         queries.append(len(captured))
     _report("processing (the job)", times, queries)
-    paid = Order.objects.filter(status="paid").count()
+    paid = Order.objects.filter(payment_status="paid").count()
     events = PaymentEvent.objects.count()
     print(f"orders paid: {paid} of {count}; events stored: {events} (of {2 * count} posted)")
     return 0 if paid == count and events == count else 1

@@ -5,6 +5,10 @@ hex HMAC-SHA256 of the raw body with the webhook secret), but Chapa's own guidan
 its verify endpoint proves a payment, so the platform asks it before believing a webhook
 (``confirm_webhooks``); the same query settles payments whose webhook never comes.
 ``callback_url`` is not sent: Chapa calls it with an unsigned GET.
+
+``mode`` (test or live) must agree with the secret key's prefix (``CHASECK_TEST-`` or
+``CHASECK-``); Chapa has one host for both, and ``api_base`` replaces it (a proxy, or a local
+fake of Chapa's API in tests).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import requests
 from django.conf import settings
 
 from backoffice.hookspecs import hookimpl
-from backoffice.plugin_host.config import ConfigField
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.config import ConfigField, api_base_errors, configured_api_base
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import (
     NextAction,
     PaymentInitiation,
@@ -38,19 +45,72 @@ from backoffice.plugin_host.protocols import (
 hookspec_version = ">=1.0,<2"
 label = "Chapa (Ethiopia)"
 
-API = "https://api.chapa.co/v1"
+DEFAULT_API_BASE = "https://api.chapa.co"
 TIMEOUT = (5, 30)
 CURRENCIES = {"ETB", "USD"}
 TITLE_MAX = 16  # Chapa refuses a longer customization title
 
 config_fields = [
+    ConfigField("mode", "Mode", kind="choice", default="test",
+                choices=(("test", "Test (CHASECK_TEST- keys, no real money)"),
+                         ("live", "Live (CHASECK- keys, real payments)")),
+                help_text="Must match the secret key: a test key in test mode, a live key in "
+                          "live mode."),
     ConfigField("secret_key", "Secret key", kind="secret", required=True,
                 help_text="CHASECK-... (CHASECK_TEST-... in test mode)."),
     ConfigField("webhook_secret", "Webhook secret", kind="secret", required=True,
                 help_text="The secret hash set in Chapa's dashboard under Webhooks."),
     ConfigField("title", "Checkout title", default="",
                 help_text="Shown on Chapa's page; the store's name if empty (16 characters)."),
+    ConfigField("api_base", "API base URL", kind="url",
+                help_text=f"Leave blank for Chapa itself ({DEFAULT_API_BASE}). Another address "
+                          "(a proxy, a local fake for tests) must be https; plain http only on "
+                          "127.0.0.1 or localhost."),
 ]
+
+
+def _key_mode(key: str) -> str | None:
+    """The mode of a Chapa secret key by its documented prefix; None if not a secret key."""
+    if key.startswith("CHASECK_TEST-"):
+        return "test"
+    if key.startswith("CHASECK-"):
+        return "live"
+    return None
+
+
+def _key_problem(key: str, mode: str) -> tuple[str, str] | None:
+    """``(field, message)`` when the secret key is not a secret key of ``mode``."""
+    key_mode = _key_mode(key)
+    if key.startswith("CHAPUBK"):
+        return "secret_key", ("This is the public key (CHAPUBK...): use the secret key "
+                              "(CHASECK...).")
+    if key_mode is None:
+        return "secret_key", ("Not a Chapa secret key: it starts with CHASECK_TEST- (test) or "
+                              "CHASECK- (live).")
+    if key_mode != mode:
+        prefix = "CHASECK_TEST-" if key_mode == "test" else "CHASECK-"
+        return "mode", (f"The secret key is a {key_mode} key ({prefix}...) but the mode is "
+                        f"{mode}: use a {mode} key, or set the mode to {key_mode}.")
+    return None
+
+
+def validate_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """Problems across settings, as ``{field: message}``: a key of the other mode, a public
+    key, an API base URL that is not https."""
+    errors: dict[str, str] = {}
+    key = str(values.get("secret_key") or "")
+    problem = _key_problem(key, values.get("mode") or "test") if key else None
+    if problem:
+        errors[problem[0]] = problem[1]
+    errors.update(api_base_errors(values))
+    return errors
+
+
+def _api(config: Mapping[str, Any]) -> str:
+    """Chapa's ``/v1`` address for these settings (``PluginConfigError`` if they are wrong)."""
+    base = configured_api_base("chapa", config, validate=validate_config,
+                               default=DEFAULT_API_BASE)
+    return f"{base}/v1"
 
 STATUSES: dict[str, PaymentStatus] = {
     "success": "succeeded", "successful": "succeeded", "pending": "pending",
@@ -148,7 +208,7 @@ class ChapaProvider:
         phone = _local_phone(request.customer_phone)
         if phone:
             payload["phone_number"] = phone
-        response = requests.post(f"{API}/transaction/initialize", json=payload,
+        response = requests.post(f"{_api(config)}/transaction/initialize", json=payload,
                                  headers=_headers(config), timeout=TIMEOUT)
         _refused(response)
         body = _json(response)
@@ -185,7 +245,7 @@ class ChapaProvider:
     def query_status(
         self, provider_reference: str, config: Mapping[str, Any]
     ) -> ProviderPaymentStatus:
-        response = requests.get(f"{API}/transaction/verify/{provider_reference}",
+        response = requests.get(f"{_api(config)}/transaction/verify/{provider_reference}",
                                 headers=_headers(config), timeout=TIMEOUT)
         body = _json(response)
         if response.status_code in (400, 404):
@@ -205,7 +265,7 @@ class ChapaProvider:
         # Chapa's docs name the transaction by the reference Chapa gave it; ours works too.
         target = request.provider_payment_id or request.provider_reference
         response = requests.post(
-            f"{API}/refund/{target}",
+            f"{_api(config)}/refund/{target}",
             data={"amount": f"{request.amount:.2f}", "reason": request.reason or "refund",
                   "reference": request.idempotency_key[:50]},
             headers=_headers(config), timeout=TIMEOUT,

@@ -8,6 +8,9 @@ A callback is only a signal: the platform asks the STK push query before believi
 Amounts are whole shillings: Daraja takes an integer ``Amount``, so an order total with cents
 is refused rather than rounded. Refunds are M-Pesa reversals, a separate Daraja product with its
 own initiator credentials: staff reverse in the M-Pesa portal and record the refund by hand.
+
+``environment`` picks Daraja's sandbox or production host; ``api_base`` replaces it (a proxy,
+or a local fake of Daraja in tests).
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ import requests
 from django.core.cache import cache
 
 from backoffice.hookspecs import hookimpl
-from backoffice.plugin_host.config import ConfigField
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.config import ConfigField, api_base_errors, configured_api_base
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import (
     NextAction,
     PaymentInitiation,
@@ -54,7 +60,13 @@ NAIROBI = ZoneInfo("Africa/Nairobi")
 
 config_fields = [
     ConfigField("environment", "Environment", kind="choice", default="sandbox",
-                choices=(("sandbox", "Sandbox (testing)"), ("production", "Production"))),
+                choices=(("sandbox", "Sandbox (testing)"), ("production", "Production")),
+                help_text="Sandbox: https://sandbox.safaricom.co.ke with your sandbox app's "
+                          "key; production: https://api.safaricom.co.ke."),
+    ConfigField("api_base", "API base URL", kind="url",
+                help_text="Leave blank for the environment's Daraja host. Another address (a "
+                          "proxy, a local fake for tests) must be https; plain http only on "
+                          "127.0.0.1 or localhost."),
     ConfigField("consumer_key", "Consumer key", kind="secret", required=True),
     ConfigField("consumer_secret", "Consumer secret", kind="secret", required=True),
     ConfigField("shortcode", "Business short code (paybill or store number)", required=True),
@@ -110,13 +122,26 @@ def normalise_phone(raw: str) -> str:
     return "254" + match.group(1)
 
 
+def validate_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """Problems across settings, as ``{field: message}``."""
+    errors: dict[str, str] = {}
+    environment = values.get("environment") or "sandbox"
+    if environment not in BASE_URLS:
+        errors["environment"] = f"{environment!r} is neither sandbox nor production."
+    errors.update(api_base_errors(values))
+    return errors
+
+
 def _base(config: Mapping[str, Any]) -> str:
-    return BASE_URLS[config.get("environment") or "sandbox"]
+    """Daraja's address for these settings (``PluginConfigError`` if they are wrong)."""
+    return configured_api_base("mpesa", config, validate=validate_config,
+                               default=BASE_URLS.get(config.get("environment") or "sandbox", ""))
 
 
 def _token_key(config: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256(str(config["consumer_key"]).encode()).hexdigest()[:16]
-    return f"mpesa-token:{config.get('environment') or 'sandbox'}:{digest}"
+    # Per host and key: a token of the sandbox (or of a fake) is never sent to another host.
+    digest = hashlib.sha256(f"{_base(config)} {config['consumer_key']}".encode()).hexdigest()
+    return f"mpesa-token:{digest[:24]}"
 
 
 def _token(config: Mapping[str, Any], *, fresh: bool = False) -> str:

@@ -3,6 +3,10 @@
 ``initiate`` creates a Checkout Session and sends the customer to its URL; what happened comes
 back as signed webhooks (so ``confirm_webhooks`` is False) and can be asked with
 ``query_status``. Refunds are made through Stripe's Refunds API.
+
+``mode`` (test or live) must agree with the secret key's prefix (``sk_test_``/``rk_test_``,
+``sk_live_``/``rk_live_``); ``api_base`` sends the API calls elsewhere than api.stripe.com (a
+proxy, or a local fake of Stripe's API in tests).
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import stripe
 
 from backoffice.hookspecs import hookimpl
 from backoffice.money import currency_exponent, quantize, to_minor_units
-from backoffice.plugin_host.config import ConfigField
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.config import ConfigField, api_base_errors, configured_api_base
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import (
     NextAction,
     PaymentInitiation,
@@ -34,6 +41,10 @@ from backoffice.plugin_host.protocols import (
 hookspec_version = ">=1.0,<2"
 label = "Stripe (cards and more, on Stripe Checkout)"
 
+DEFAULT_API_BASE = "https://api.stripe.com"
+# Stripe's documented key prefixes: secret (sk_) and restricted (rk_) keys, per mode.
+KEY_MODES = {"sk_test_": "test", "rk_test_": "test", "sk_live_": "live", "rk_live_": "live"}
+
 config_fields = [
     ConfigField(
         "secret_key", "Secret key", kind="secret", required=True,
@@ -45,6 +56,12 @@ config_fields = [
         help_text="whsec_..., shown on the webhook endpoint's page in the Stripe Dashboard.",
     ),
     ConfigField(
+        "mode", "Mode", kind="choice", default="test",
+        choices=(("test", "Test (sk_test_ keys, no real money)"),
+                 ("live", "Live (sk_live_ keys, real payments)")),
+        help_text="Must match the secret key: a test key in test mode, a live key in live mode.",
+    ),
+    ConfigField(
         "payment_method_types", "Payment methods",
         help_text="Comma-separated Stripe payment method types (e.g. card, link). Leave blank "
                   "to offer the methods switched on in the Stripe Dashboard.",
@@ -53,7 +70,47 @@ config_fields = [
         "session_minutes", "Minutes to pay", kind="int", default=60,
         help_text="How long the Stripe payment page stays open: 30 minutes to 24 hours.",
     ),
+    ConfigField(
+        "api_base", "API base URL", kind="url",
+        help_text=f"Leave blank for Stripe itself ({DEFAULT_API_BASE}). Another address (a "
+                  "proxy, a local fake for tests) must be https; plain http only on 127.0.0.1 "
+                  "or localhost.",
+    ),
 ]
+
+
+def _key_problem(key: str, mode: str) -> tuple[str, str] | None:
+    """``(field, message)`` when the secret key is not a secret key of ``mode``."""
+    key_mode = next((m for prefix, m in KEY_MODES.items() if key.startswith(prefix)), None)
+    if key.startswith("pk_"):
+        return "secret_key", ("This is a publishable key (pk_...): use the secret key (sk_...) "
+                              "or a restricted key (rk_...).")
+    if key_mode is None:
+        return "secret_key", ("Not a Stripe secret key: it starts with sk_test_, sk_live_, "
+                              "rk_test_ or rk_live_.")
+    if key_mode != mode:
+        return "mode", (f"The secret key is a {key_mode} key ({key[:8]}...) but the mode is "
+                        f"{mode}: use a {mode} key, or set the mode to {key_mode}.")
+    return None
+
+
+def validate_config(values: Mapping[str, Any]) -> dict[str, str]:
+    """Problems across settings, as ``{field: message}``: a key of the other mode, a key that
+    is not a secret key, an API base URL that is not https."""
+    errors: dict[str, str] = {}
+    key = str(values.get("secret_key") or "")
+    problem = _key_problem(key, values.get("mode") or "test") if key else None
+    if problem:
+        errors[problem[0]] = problem[1]
+    errors.update(api_base_errors(values))
+    return errors
+
+
+def api_base(config: Mapping[str, Any]) -> str:
+    """Where Stripe's API is, once the settings are checked (``PluginConfigError`` if not)."""
+    return configured_api_base("stripe", config, validate=validate_config,
+                               default=DEFAULT_API_BASE)
+
 
 # Seconds: connecting, then waiting for Stripe's answer. One quick retry on a network blip or a
 # 5xx is safe (every POST carries an idempotency key); anything longer is the platform's retry.
@@ -113,9 +170,11 @@ def _stripe(config: Mapping[str, Any]) -> Iterator[stripe.StripeClient]:
     if not key:
         raise PaymentProviderError("Stripe is not set up: the secret key is missing.",
                                    "not_configured")
+    base = api_base(config)
     http = stripe.RequestsClient(timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     try:
-        yield stripe.StripeClient(key, http_client=http, max_network_retries=NETWORK_RETRIES)
+        yield stripe.StripeClient(key, http_client=http, max_network_retries=NETWORK_RETRIES,
+                                  base_addresses={"api": base})
     except stripe.StripeError as exc:
         status = exc.http_status
         if status is None or status in (409, 429) or status >= 500:

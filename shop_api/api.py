@@ -5,7 +5,8 @@ import functools
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import path
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Schema
 from ninja.openapi.docs import Redoc
 
@@ -22,10 +23,28 @@ from shop_api.routers import (
     payments,
     reviews,
 )
+from shop_api.schemas import forbid_nul_in_requests
 
 API_VERSION = "1.0.0"
 
-api = NinjaAPI(
+
+class StorefrontAPI(NinjaAPI):
+    """ninja's API, with a schema that says what the API takes and answers: no NUL in any
+    string, and a 413 from every operation with a body (one over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    see ``errors.install_error_handlers``)."""
+
+    def get_openapi_schema(self, *args, **kwargs):
+        schema = forbid_nul_in_requests(super().get_openapi_schema(*args, **kwargs))
+        too_large = {"description": "Payload Too Large", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault("413", too_large)
+        return schema
+
+
+api = StorefrontAPI(
     title="Storefront API",
     version=API_VERSION,
     description=(
@@ -88,7 +107,7 @@ def _method_not_allowed_in_shape(view):
 _redoc = Redoc()
 
 
-@require_GET
+@require_safe
 def redoc(request: HttpRequest) -> HttpResponse:
     """The same schema as ``/docs`` (Swagger UI), read in ReDoc. Its script is the copy
     django-ninja ships as a static file, as Swagger UI's is: no CDN."""
@@ -97,14 +116,24 @@ def redoc(request: HttpRequest) -> HttpResponse:
 
 def api_urls():
     """``api.urls`` with ``/redoc`` beside ``/docs``, and every route's 405 in the error
-    shape."""
+    shape. No route takes a cookie (the API's routes are ``csrf_exempt`` already): the pages of
+    the schema (``/openapi.json``, ``/docs``, ``/redoc``) are read-only, so another method is
+    their 405, not Django's "CSRF verification failed" page."""
     patterns, app_name, namespace = api.urls
     patterns = [*patterns, path("redoc", redoc, name="openapi-redoc")]
     for pattern in patterns:
-        pattern.callback = _method_not_allowed_in_shape(pattern.callback)
+        view = pattern.callback
+        if pattern.name == "api-root":  # ninja's raises Http404: Django's HTML page
+            view = unknown_api_path
+        elif not getattr(view, "csrf_exempt", False):
+            view = csrf_exempt(require_safe(view))
+        pattern.callback = _method_not_allowed_in_shape(view)
     return patterns, app_name, namespace
 
 
+@csrf_exempt
 def unknown_api_path(request: HttpRequest, rest: str = "") -> HttpResponse:
-    """A path under the API that no route serves: a 404 in the API's error shape, not HTML."""
+    """A path under the API that no route serves: a 404 in the API's error shape, not HTML,
+    whatever the method (the API's routes take no cookies, so no CSRF check applies: a POST
+    here is a 404 as a GET is, not Django's "CSRF verification failed" page)."""
     return error_response(api, request, 404, "Not found.")

@@ -12,9 +12,15 @@ the lines at fault when checkout refuses a cart (with ``sku`` and ``available`` 
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+
+logger = logging.getLogger(__name__)
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -116,6 +122,16 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(AuthenticationError)
     def on_not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
         return error_response(api, request, exc.status_code, "Authentication required.")
+
+    @api.exception_handler(RequestDataTooBig)
+    def on_body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        # The client's doing, not a fault here: a warning, without a traceback.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        logger.warning("%s %s: a body of %s bytes refused, over the limit of %s bytes",
+                       request.method, request.path, request.META.get("CONTENT_LENGTH", "?"),
+                       limit)
+        return error_response(api, request, 413,
+                              f"The request body is over the limit of {limit} bytes.")
 
     @api.exception_handler(HttpError)
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:

@@ -62,7 +62,7 @@ PRODUCTS = {
     }],
     "reference": "erp-sync-42",
 }
-ORDER_STATUS = {"status": "processing", "note": "Picked in the warehouse."}
+ORDER_STATUS = {"status": "shipped", "note": "Left the warehouse with the courier."}
 SHIPMENT = {"carrier": "DHL", "tracking_number": "JD014600006281230704",
             "tracking_url": "https://www.dhl.com/track?id=JD014600006281230704",
             "lines": [{"sku": SKU, "quantity": 1}]}

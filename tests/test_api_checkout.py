@@ -53,8 +53,12 @@ def test_a_guest_checks_out_and_follows_the_order_by_token(client):
     response = checkout(client, headers, key="one", email="guest@example.com")
     assert response.status_code == 201, response.json()
     order = response.json()
-    assert (order["status"], order["subtotal"], order["shipping_total"], order["total"]) == (
-        "pending_payment", "600.00", "5.00", "605.00")
+    assert (order["subtotal"], order["shipping_total"], order["total"]) == (
+        "600.00", "5.00", "605.00")
+    assert (order["status"], order["payment_status"], order["fulfilment_status"]) == (
+        "open", "unpaid", "unfulfilled")
+    assert (order["status_label"], order["payment_status_label"],
+            order["fulfilment_status_label"]) == ("Open", "Unpaid", "Unfulfilled")
     assert order["lines"][0]["sku"] == "MUG" and order["can_cancel"]
     assert order["shipping_address"]["city"] == "Nairobi"
     again = checkout(client, headers, key="one", email="guest@example.com")
@@ -63,8 +67,9 @@ def test_a_guest_checks_out_and_follows_the_order_by_token(client):
     assert seen["number"] == order["number"]
     assert client.get(f"/api/v1/orders/by-token/{uuid.uuid4()}").status_code == 404
     assert client.get("/api/v1/orders/by-token/nonsense").status_code == 404
-    cancelled = client.post(f"/api/v1/orders/by-token/{order['token']}/cancel")
-    assert cancelled.json()["status"] == "cancelled"
+    cancelled = client.post(f"/api/v1/orders/by-token/{order['token']}/cancel").json()
+    assert (cancelled["status"], cancelled["payment_status"], cancelled["can_cancel"]) == (
+        "cancelled", "unpaid", False)
     assert Stock.objects.get().quantity_allocated == 0
 
 
@@ -191,19 +196,33 @@ def test_integrations_read_orders_and_move_them_through_their_statuses(client):
     headers = guest_cart(client, quantity=3)
     number = checkout(client, headers, email="g@example.com").json()["number"]
     reader, writer = _key("orders:read"), _key("orders:read", "orders:write")
-    listed = client.get("/api/v1/integrations/orders?status=pending_payment", **reader).json()
-    assert [o["number"] for o in listed["items"]] == [number]
+    for query in ("status=awaiting_payment", "status=open", "payment_status=unpaid",
+                  "fulfilment_status=unfulfilled"):
+        listed = client.get(f"/api/v1/integrations/orders?{query}", **reader).json()
+        assert [o["number"] for o in listed["items"]] == [number], query
+    for query in ("status=to_fulfil", "status=refund_due", "payment_status=paid"):
+        assert client.get(f"/api/v1/integrations/orders?{query}", **reader).json()["count"] == 0
+    # The old single status is gone: its values are refused, not silently ignored.
+    old = client.get("/api/v1/integrations/orders?status=pending_payment", **reader)
+    assert old.status_code == 422
     assert client.get(f"/api/v1/integrations/orders/{number}", **reader).status_code == 200
     refused = client.post(f"/api/v1/integrations/orders/{number}/status", {"status": "paid"},
                           content_type="application/json", **reader)
     assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
     illegal = client.post(f"/api/v1/integrations/orders/{number}/status",
                           {"status": "delivered"}, content_type="application/json", **writer)
-    assert illegal.status_code == 409
+    assert (illegal.status_code, illegal.json()["detail"]) == (
+        409, "Nothing has shipped yet; create a shipment first.")
+    processing = client.post(f"/api/v1/integrations/orders/{number}/status",
+                             {"status": "processing"}, content_type="application/json", **writer)
+    assert processing.status_code == 422, "there is no processing state any more"
     paid = client.post(f"/api/v1/integrations/orders/{number}/status",
                        {"status": "paid", "note": "M-Pesa QK12"},
-                       content_type="application/json", **writer)
-    assert paid.json()["status"] == "paid" and paid.json()["paid_at"]
+                       content_type="application/json", **writer).json()
+    assert (paid["status"], paid["payment_status"], paid["fulfilment_status"]) == (
+        "open", "paid", "unfulfilled") and paid["paid_at"]
+    assert client.get("/api/v1/integrations/orders?status=to_fulfil",
+                      **reader).json()["count"] == 1
     unknown = client.post(f"/api/v1/integrations/orders/{number}/shipments",
                           {"lines": [{"sku": "NOPE", "quantity": 1}]},
                           content_type="application/json", **writer)
@@ -212,16 +231,18 @@ def test_integrations_read_orders_and_move_them_through_their_statuses(client):
                        {"carrier": "Sendy", "tracking_number": "S-1",
                         "lines": [{"sku": "MUG", "quantity": 1}]},
                        content_type="application/json", **writer).json()
-    assert part["status"] == "processing" and part["lines"][0]["quantity_shipped"] == 1
+    assert (part["status"], part["payment_status"], part["fulfilment_status"]) == (
+        "open", "paid", "partially_shipped") and part["lines"][0]["quantity_shipped"] == 1
     rest = client.post(f"/api/v1/integrations/orders/{number}/status", {"status": "shipped"},
                        content_type="application/json", **writer).json()
-    assert rest["status"] == "shipped" and len(rest["shipments"]) == 2
+    assert rest["fulfilment_status"] == "shipped" and len(rest["shipments"]) == 2
     assert Stock.objects.get().quantity == 2 and Stock.objects.get().quantity_allocated == 0
     tracked = client.get(f"/api/v1/orders/by-token/{rest['token']}").json()
     assert tracked["shipments"][0]["tracking_number"] == "S-1"
     delivered = client.post(f"/api/v1/integrations/orders/{number}/status",
                             {"status": "delivered"}, content_type="application/json", **writer)
-    assert delivered.json()["status"] == "delivered"
+    assert (delivered.json()["status"], delivered.json()["payment_status"],
+            delivered.json()["fulfilment_status"]) == ("completed", "paid", "delivered")
     events = list(Order.objects.get().events.values_list("actor_label", flat=True))
     assert "ERP" in " ".join(events)
 

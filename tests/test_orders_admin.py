@@ -13,6 +13,7 @@ from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from backoffice.catalog.models import Category, Product, Variant
@@ -23,7 +24,7 @@ from backoffice.inventory.models import Stock
 from backoffice.inventory.services import adjust_stock
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund, Shipment
-from backoffice.orders.status import OrderStatus
+from backoffice.orders.status import FulfilmentStatus, OrderStatus, PaymentStatus
 from backoffice.plugin_host.services import activate_plugins
 from backoffice.promotions.models import Coupon, CouponRedemption
 
@@ -65,8 +66,8 @@ def place(*items, key: str, email: str = "amina@example.com", payment_method: st
 
 
 def many_orders(count: int) -> list[Order]:
-    """Orders in every state: unpaid, paid, processing, shipped in parts, delivered, refunded,
-    cancelled, some with a coupon."""
+    """Orders in every state: unpaid (cash on delivery), paid, partially shipped, shipped in
+    parts, delivered, refunded, cancelled, some with a coupon."""
     Coupon.objects.create(code="KARIBU", kind="percentage", value=10)
     placed = []
     for i in range(count):
@@ -76,7 +77,8 @@ def many_orders(count: int) -> list[Order]:
         if step >= 1:
             orders.mark_paid(order)
         if step == 2:
-            orders.transition(order, OrderStatus.PROCESSING)
+            mug = order.lines.get(sku="MUG")
+            orders.create_shipment(order, orders.ShipmentRequest(lines={mug.pk: 1}))
         if step >= 3:
             tee = order.lines.get(sku="TEE-S")
             orders.create_shipment(order, orders.ShipmentRequest(
@@ -134,7 +136,10 @@ def _budgets(placed: list[Order]) -> dict[str, int]:
     return {
         ORDERS: 11,
         f"{ORDERS}?status=to_fulfil": 10,
-        f"{ORDERS}?status=shipped&payment_method=manual&shipping_method=flat_rate": 10,
+        f"{ORDERS}?fulfilment_status=shipped&payment_method=manual&shipping_method=flat_rate":
+            10,
+        f"{ORDERS}?payment_status=partially_refunded&status=completed": 10,
+        f"{ORDERS}?status=refund_due": 10,
         f"{ORDERS}?created_at_from=2000-01-01&created_at_to=2999-12-31": 10,
         f"{ORDERS}?q=TEE-S": 10,
         f"{ORDERS}?q=buyer1": 10,
@@ -179,10 +184,13 @@ def test_the_list_shows_number_customer_status_total_items_and_payment(staff_cli
     html = staff_client.get(ORDERS).content.decode()
     assert f"#{order.number}" in html
     assert "Amina Otieno" in html and "amina@example.com" in html
-    assert "Paid" in html and "bg-blue-100" in html  # a coloured label
+    # Coloured labels: the overall status, the payment and the fulfilment.
+    assert "Open" in html and "bg-blue-100" in html
+    assert "Paid" in html and "bg-green-100" in html
+    assert "Unfulfilled" in html and "bg-orange-100" in html
     assert "USD 1,905.00" in html  # 2 x 800 + 300 + 5 shipping
     assert ">3<" in html.replace(" ", "").replace("\n", "")  # items
-    assert "manual · paid" in html
+    assert "manual · on delivery" in html
 
 
 def test_newest_orders_come_first(staff_client, shelf):
@@ -223,8 +231,14 @@ def test_filters_by_status_date_payment_and_shipping_method(staff_client, shelf)
         assert response.status_code == 200
         return {o.pk for o in response.context["cl"].result_list}
 
-    assert listed(status="to_fulfil") == {paid.pk}
-    assert listed(status="pending_payment") == {unpaid.pk, old.pk}
+    # To fulfil: paid, or paid on delivery (``old``: cash on delivery, unpaid).
+    assert listed(status="to_fulfil") == {paid.pk, old.pk}
+    assert listed(status="awaiting_payment") == {unpaid.pk, old.pk}
+    assert listed(payment_status="unpaid") == {unpaid.pk, old.pk}
+    assert listed(payment_status="paid") == {paid.pk}
+    assert listed(fulfilment_status="unfulfilled") == {unpaid.pk, paid.pk, old.pk}
+    assert listed(fulfilment_status="shipped") == set()
+    assert listed(status="open") == {unpaid.pk, paid.pk, old.pk}
     today = timezone.localdate().isoformat()
     assert listed(created_at_from=today, created_at_to=today) == {unpaid.pk, paid.pk}
     assert listed(created_at_to=(timezone.localdate() - timedelta(days=30)).isoformat()) == {
@@ -246,22 +260,28 @@ def test_orders_are_not_added_changed_or_deleted_through_forms(staff_client, she
 # --- Bulk actions -------------------------------------------------------------------------------
 
 
-def test_bulk_mark_paid_then_processing_then_delivered_through_the_services(staff_client, shelf):
+def test_bulk_mark_paid_then_delivered_through_the_services(staff_client, shelf):
     a = place(("MUG", 1), key="a")
     b = place(("MUG", 1), key="b")
     response = bulk(staff_client, "mark_paid", a, b)
     assert response.redirect_chain == [(ORDERS, 302)]
     assert "2 orders marked paid." in messages_of(response)
-    response = bulk(staff_client, "mark_processing", a, b)
-    assert "2 orders marked processing." in messages_of(response)
     for order in (a, b):
         order.refresh_from_db()
-        assert order.status == OrderStatus.PROCESSING and order.paid_at is not None
-        assert order.events.filter(kind="status").last().actor_label == "boss"
+        assert order.payment_status == PaymentStatus.PAID and order.paid_at is not None
+        assert order.fulfilment_status == FulfilmentStatus.UNFULFILLED
+        event = order.events.get(kind="status", state="payment")
+        assert (event.from_status, event.to_status, event.actor_label) == ("unpaid", "paid", "boss")
+    # Paid already: refused for that order, in the service's words.
+    response = bulk(staff_client, "mark_paid", a)
+    assert messages_of(response) == [
+        f"#{a.number}: An order is marked paid only while it is unpaid and not cancelled. "
+        "This one is paid already."]
     orders.create_shipment(a, orders.ShipmentRequest())
     response = bulk(staff_client, "mark_delivered", a)
     assert "1 order marked delivered." in messages_of(response)
-    assert Order.objects.get(pk=a.pk).status == OrderStatus.DELIVERED
+    a.refresh_from_db()
+    assert (a.status, a.fulfilment_status) == (OrderStatus.COMPLETED, FulfilmentStatus.DELIVERED)
 
 
 def test_a_bulk_action_refused_for_some_orders_names_them_and_changes_nothing_there(
@@ -277,16 +297,19 @@ def test_a_bulk_action_refused_for_some_orders_names_them_and_changes_nothing_th
     response = bulk(staff_client, "cancel_orders", unpaid, shipped)
     found = messages_of(response)
     assert "1 order cancelled; its stock is back on the shelf." in found
-    assert f"#{shipped.number}: An order that is shipped cannot become cancelled." in found
+    assert (f"#{shipped.number}: An order can be cancelled only until any of it ships. Part of "
+            "this one has shipped: it can be refunded instead.") in found
     assert Order.objects.get(pk=unpaid.pk).status == OrderStatus.CANCELLED
-    assert Order.objects.get(pk=shipped.pk).status == OrderStatus.SHIPPED
+    shipped.refresh_from_db()
+    assert (shipped.status, shipped.fulfilment_status) == (OrderStatus.OPEN,
+                                                           FulfilmentStatus.SHIPPED)
     assert OrderEvent.objects.filter(order=shipped).count() == events_before
     # The cancelled order's 3 mugs are back; the shipped ones have left.
     assert levels(mug) == [("main", 198, 0)]
 
     response = bulk(staff_client, "mark_delivered", unpaid)
     assert messages_of(response) == [
-        f"#{unpaid.number}: An order that is cancelled cannot become delivered."]
+        f"#{unpaid.number}: Nothing has shipped yet; create a shipment first."]
     assert Order.objects.get(pk=unpaid.pk).status == OrderStatus.CANCELLED
 
 
@@ -331,7 +354,9 @@ def test_the_order_page_shows_the_order_its_lines_shipments_refunds_and_timeline
     assert "TEE-S" in html and "Tee" in html and "MUG" in html
     assert "G4S-77" in html and "https://track.example/77" in html and "2 × TEE-S" in html
     assert "chipped" in html and "1 × MUG" in html
-    assert "Leave at the gate." in html and "Pending payment → Paid" in html
+    assert "Leave at the gate." in html and "Payment: unpaid → paid" in html
+    assert "Fulfilment: unfulfilled → partially shipped" in html
+    assert "Payment: paid → partially refunded" in html
     # The actions this order allows, and the printables.
     assert f"{ORDERS}{order.pk}/ship/" in html and f"{ORDERS}{order.pk}/refund/" in html
     assert f"{ORDERS}{order.pk}/packing-slip/" in html and f"{ORDERS}{order.pk}/invoice/" in html
@@ -343,34 +368,35 @@ def test_the_order_page_shows_the_order_its_lines_shipments_refunds_and_timeline
 def test_the_order_page_buttons_move_the_order_and_an_illegal_move_says_why(
     staff_client, shelf
 ):
-    order = place(("MUG", 1), key="buttons")
+    order = place(("MUG", 1), key="buttons", payment_method="")
     html = staff_client.get(change_url(order)).content.decode()
-    # The header's one-click buttons: only the moves the status machine allows from here.
+    # The header's one-click buttons: only the moves the order's states allow from here.
     assert f'action="{ORDERS}{order.pk}/mark-paid/"' in html
-    assert f'action="{ORDERS}{order.pk}/mark-processing/"' in html
+    assert f'action="{ORDERS}{order.pk}/mark-processing/"' not in html
     assert f'action="{ORDERS}{order.pk}/mark-delivered/"' not in html
 
+    # A GET only asks, saying what it does and the rule it follows.
+    response = staff_client.get(f"{ORDERS}{order.pk}/mark-paid/")
+    assert response.status_code == 200
+    assert "An order is marked paid only while it is unpaid and not cancelled." in (
+        response.content.decode())
     response = post(staff_client, f"{ORDERS}{order.pk}/mark-paid/", {"note": "Cash at the till"})
     assert response.redirect_chain == [(change_url(order), 302)]
     assert f"Order #{order.number} marked paid." in messages_of(response)
     order.refresh_from_db()
-    assert order.status == OrderStatus.PAID
-    assert order.events.last().note == "Cash at the till"
+    assert (order.status, order.payment_status) == (OrderStatus.OPEN, PaymentStatus.PAID)
+    assert order.events.get(state="payment").note == "Cash at the till"
 
     events = order.events.count()
     response = post(staff_client, f"{ORDERS}{order.pk}/mark-delivered/")
     assert response.redirect_chain == [(change_url(order), 302)]
-    assert messages_of(response) == ["An order that is paid cannot become delivered."]
+    assert messages_of(response) == ["Nothing has shipped yet; create a shipment first."]
     order.refresh_from_db()
-    assert order.status == OrderStatus.PAID and order.events.count() == events
-
-    # A GET only asks.
-    response = staff_client.get(f"{ORDERS}{order.pk}/mark-processing/")
-    assert response.status_code == 200 and "The warehouse is preparing this order." in (
-        response.content.decode())
-    assert Order.objects.get(pk=order.pk).status == OrderStatus.PAID
-    post(staff_client, f"{ORDERS}{order.pk}/mark-processing/")
-    assert Order.objects.get(pk=order.pk).status == OrderStatus.PROCESSING
+    assert order.fulfilment_status == FulfilmentStatus.UNFULFILLED
+    assert order.events.count() == events
+    # Processing is gone: nothing replaces it (a paid order is simply unfulfilled).
+    with pytest.raises(NoReverseMatch):
+        reverse("admin:orders_order_mark_processing_detail", args=[order.pk])
 
 
 def test_cancelling_from_the_order_page_releases_the_stock(staff_client, shelf):
@@ -383,7 +409,7 @@ def test_cancelling_from_the_order_page_releases_the_stock(staff_client, shelf):
     assert levels(small) == [("main", 200, 0)]
     assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
     response = post(staff_client, f"{ORDERS}{order.pk}/cancel/")
-    assert messages_of(response) == ["An order that is cancelled cannot become cancelled."]
+    assert messages_of(response) == ["This order is cancelled already."]
 
 
 def test_staff_add_a_note_to_the_timeline(staff_client, shelf):
@@ -422,12 +448,13 @@ def test_the_shipment_form_starts_with_everything_left_and_ships_part_of_it(staf
     assert levels(small) == [("main", 198, 1)]  # on hand and allocated down together
     assert levels(mug) == [("main", 200, 2)]
     order.refresh_from_db()
-    assert order.status == OrderStatus.PROCESSING
+    assert order.fulfilment_status == FulfilmentStatus.PARTIALLY_SHIPPED
+    assert order.payment_status == PaymentStatus.PAID
 
     # The rest: defaults to what is left; the order is then shipped.
     staff_client.post(f"{ORDERS}{order.pk}/ship/", {f"line_{tee.pk}": 1, f"line_{mugs.pk}": 2})
     order.refresh_from_db()
-    assert order.status == OrderStatus.SHIPPED
+    assert order.fulfilment_status == FulfilmentStatus.SHIPPED
     assert levels(small) == [("main", 197, 0)] and levels(mug) == [("main", 198, 0)]
 
 
@@ -437,6 +464,9 @@ def test_the_shipment_form_refuses_bad_quantities_and_what_the_service_refuses(
     small, mug = shelf
     order = place(("MUG", 2), key="bad-ship")
     line = order.lines.get()
+    # A stale page: the order stopped being shippable (its payment method changed to one paid
+    # before it ships) after the form was opened.
+    Order.objects.filter(pk=order.pk).update(pay_on_delivery=False)
     url = f"{ORDERS}{order.pk}/ship/"
     response = staff_client.post(url, {f"line_{line.pk}": 3})
     assert response.status_code == 200
@@ -446,7 +476,9 @@ def test_the_shipment_form_refuses_bad_quantities_and_what_the_service_refuses(
     # Unpaid: the service refuses, the form stays with its message, nothing moves.
     response = staff_client.post(url, {f"line_{line.pk}": 2, "carrier": "G4S"})
     assert response.status_code == 200
-    assert messages_of(response) == ["An order that is pending payment cannot become shipped."]
+    assert messages_of(response) == [
+        "An order ships only while it is not cancelled and is paid, or paid on delivery. This "
+        "one is unpaid and not paid on delivery."]
     assert 'value="G4S"' in response.content.decode()
     assert not Shipment.objects.exists() and levels(mug) == [("main", 200, 2)]
 
@@ -470,7 +502,8 @@ def test_a_refund_of_lines_with_restock_puts_shipped_goods_back(staff_client, sh
     # Two unshipped mugs give up their allocation, one shipped mug comes back.
     assert levels(mug) == [("main", 199, 0)]
     order.refresh_from_db()
-    assert order.status == OrderStatus.PARTIALLY_REFUNDED
+    assert order.payment_status == PaymentStatus.PARTIALLY_REFUNDED
+    assert order.fulfilment_status == FulfilmentStatus.PARTIALLY_SHIPPED
     assert order.refunded_total == Decimal("900.00")
 
     # An amount alone, too much: the service's message, nothing recorded.
@@ -491,7 +524,7 @@ def test_the_refund_form_needs_an_amount_or_lines_and_restock_needs_lines(staff_
     response = staff_client.post(url, {"amount": "10", "restock": "on"})
     assert messages_of(response) == ["Say which lines go back on the shelf."]
     assert not Refund.objects.exists()
-    assert Order.objects.get(pk=order.pk).status == OrderStatus.PAID
+    assert Order.objects.get(pk=order.pk).payment_status == PaymentStatus.PAID
 
 
 # --- Printables ---------------------------------------------------------------------------------
@@ -556,7 +589,8 @@ def test_the_export_has_a_row_per_order_for_the_filtered_list_in_bounded_queries
     assert len(rows) == 30
     first = next(r for r in rows if r["number"] == placed[4].number)
     order = Order.objects.get(pk=placed[4].pk)
-    assert first["status"] == "Partially refunded"
+    assert (first["status"], first["payment_status"], first["fulfilment_status"]) == (
+        "Completed", "Partially refunded", "Delivered")
     assert first["customer_name"] == "Amina Otieno" and first["email"] == "buyer4@example.com"
     assert (first["shipping_country"], first["shipping_city"]) == ("KE", "Nairobi")
     assert first["items"] == "3" and first["coupon_code"] == "KARIBU"
@@ -566,7 +600,11 @@ def test_the_export_has_a_row_per_order_for_the_filtered_list_in_bounded_queries
     # The list's filters apply.
     response = _export(staff_client, 0, "?status=to_fulfil")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert {r["status"] for r in rows} == {"Paid", "Processing"} and len(rows) == 10
+    # Paid (steps 1, 2) or cash on delivery not cancelled (step 0), not all shipped.
+    assert {(r["status"], r["payment_status"], r["fulfilment_status"]) for r in rows} == {
+        ("Open", "Unpaid", "Unfulfilled"), ("Open", "Paid", "Unfulfilled"),
+        ("Open", "Paid", "Partially shipped")}
+    assert len(rows) == 13
 
 
 def test_the_line_export_has_a_row_per_line_in_bounded_queries(
@@ -580,7 +618,8 @@ def test_the_line_export_has_a_row_per_line_in_bounded_queries(
     tee = next(r for r in rows if r["sku"] == "TEE-S" and r["email"] == "buyer2@example.com")
     assert (tee["product"], tee["variant"], tee["quantity"], tee["unit_price"]) == (
         "Tee", "S", "3", "800.00")
-    assert tee["order_number"] and tee["status"] == "Processing"
+    assert tee["order_number"] and (tee["status"], tee["fulfilment_status"]) == (
+        "Open", "Partially shipped")
 
 
 def test_the_export_as_xlsx(staff_client, shelf):
@@ -601,11 +640,15 @@ def test_the_export_as_xlsx(staff_client, shelf):
 
 
 def test_the_sidebar_counts_orders_waiting_for_fulfilment(staff_client, shelf):
-    place(("MUG", 1), key="waiting-unpaid")
+    place(("MUG", 1), key="waiting-unpaid", payment_method="")  # paid before it ships
     paid = place(("MUG", 1), key="waiting-paid")
     orders.mark_paid(paid)
-    processing = place(("MUG", 1), key="waiting-processing")
-    orders.transition(processing, OrderStatus.PROCESSING)
+    place(("MUG", 1), key="waiting-cod")  # cash on delivery: ships unpaid
+    shipped = place(("MUG", 1), key="shipped")
+    orders.mark_paid(shipped)
+    orders.create_shipment(shipped, orders.ShipmentRequest())
+    cancelled = place(("MUG", 1), key="cancelled")
+    orders.cancel_order(cancelled)
     html = staff_client.get("/admin/").content.decode()
     assert "Orders" in html and "Coupons" in html
     badge = html.split("h-[18px] leading-[18px]", 1)[1][:1000]

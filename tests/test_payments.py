@@ -197,7 +197,7 @@ def test_stripe_cart_to_paid_and_a_webhook_replayed_ten_times_counts_once(
     assert (payment.status, payment.provider_payment_id) == ("succeeded", "pi_test_1")
     assert status_events(payment.pk) == ["requires_action", "succeeded"]
     placed = Order.objects.get(number=order["number"])
-    assert placed.status == "paid" and placed.paid_at is not None
+    assert placed.payment_status == "paid" and placed.paid_at is not None
     assert OrderEvent.objects.filter(order=placed, to_status="paid").count() == 1
     polled = poll(client, order, payment.pk)
     assert (polled["status"], polled["next_action"], polled["paid_at"] is not None) == (
@@ -271,7 +271,7 @@ def test_stripe_timeout_on_start_keeps_the_order_and_the_retry_reuses_the_key(cl
     assert (first.status_code, first.json()["code"]) == (503, "provider_unavailable")
     payment = Payment.objects.get()
     assert payment.status == "pending" and payment.provider_reference is None
-    assert Order.objects.get(number=order["number"]).status == "pending_payment"
+    assert Order.objects.get(number=order["number"]).payment_status == "unpaid"
     responses.replace(responses.POST, f"{STRIPE_API}/checkout/sessions", json=stripe_session())
     second = start(client, order, "stripe")
     assert second.status_code == 200 and second.json()["id"] == payment.pk
@@ -313,7 +313,9 @@ def test_an_admin_refunds_a_stripe_payment_through_stripe(
     payment.refresh_from_db()
     placed.refresh_from_db()
     assert (payment.status, payment.amount_refunded) == ("partially_refunded", Decimal("200.00"))
-    assert (placed.status, placed.refunded_total) == ("partially_refunded", Decimal("200.00"))
+    assert (placed.payment_status, placed.refunded_total) == (
+        "partially_refunded", Decimal("200.00"))
+    assert placed.fulfilment_status == "unfulfilled", "a refund never moves fulfilment"
     # Stripe's own charge.refunded for that refund changes nothing more.
     with django_capture_on_commit_callbacks(execute=True):
         stripe_webhook(client, "charge.refunded", {
@@ -354,7 +356,7 @@ def test_a_pending_stripe_refund_waits_for_charge_refunded_and_a_dashboard_refun
     assert refunds == [("succeeded", Decimal("100.00")), ("succeeded", Decimal("505.00"))]
     placed.refresh_from_db()
     payment.refresh_from_db()
-    assert (placed.status, placed.refunded_total) == ("refunded", Decimal("605.00"))
+    assert (placed.payment_status, placed.refunded_total) == ("refunded", Decimal("605.00"))
     assert (payment.status, payment.amount_refunded) == ("refunded", Decimal("605.00"))
     assert Stock.objects.get().quantity_allocated == 0  # refunded in full: stock released
 
@@ -371,6 +373,7 @@ def test_money_after_the_order_was_cancelled_is_kept_for_a_refund(
         stripe_webhook(client, "checkout.session.completed", completed())
     placed = Order.objects.get(number=order["number"])
     assert placed.status == "cancelled" and placed.paid_at is not None
+    assert placed.payment_status == "paid" and placed.refund_due, "kept, flagged for a refund"
     assert Payment.objects.get(pk=payment_id).status == "succeeded"
     assert OrderEvent.objects.filter(order=placed, note__contains="after the order was "
                                      "cancelled").exists()
@@ -424,7 +427,7 @@ def test_staff_mark_a_manual_payment_paid_with_an_order_event(client, staff_clie
     assert response.status_code == 302
     payment = Payment.objects.get(pk=payment_id)
     placed.refresh_from_db()
-    assert payment.status == "succeeded" and placed.status == "paid"
+    assert payment.status == "succeeded" and placed.payment_status == "paid"
     assert OrderEvent.objects.filter(order=placed, kind="payment",
                                      note__contains="succeeded").exists()
     assert Payment.objects.count() == 1
@@ -512,7 +515,7 @@ def test_mpesa_cart_to_paid_the_callback_confirmed_by_a_query(
     assert event.verified and event.processed_at and not event.error
     payment = Payment.objects.get()
     assert (payment.status, payment.provider_payment_id) == ("succeeded", "NLJ7RT61SV")
-    assert Order.objects.get(number=order["number"]).status == "paid"
+    assert Order.objects.get(number=order["number"]).payment_status == "paid"
     queries = [c for c in responses.calls if "stkpushquery" in c.request.url]
     assert len(queries) == 1
 
@@ -529,7 +532,7 @@ def test_mpesa_cancelled_on_the_phone_then_paid_by_a_new_push(
     with django_capture_on_commit_callbacks(execute=True):
         mpesa_callback(client, result_code=1032)
     assert poll(client, order, first["id"])["status"] == "cancelled"
-    assert Order.objects.get(number=order["number"]).status == "pending_payment"
+    assert Order.objects.get(number=order["number"]).payment_status == "unpaid"
     responses.replace(responses.POST, f"{DARAJA}/mpesa/stkpush/v1/processrequest", json={
         "MerchantRequestID": "2", "CheckoutRequestID": "ws_CO_second", "ResponseCode": "0",
         "ResponseDescription": "ok", "CustomerMessage": "ok"})
@@ -552,7 +555,7 @@ def test_a_callback_that_never_comes_is_settled_by_reconciliation_even_after_a_t
     report = payments.reconcile(now=later)
     assert (report.payments, report.errors) == (1, 1)
     assert Payment.objects.get(pk=payment_id).status == "requires_action"
-    assert Order.objects.get(number=order["number"]).status == "pending_payment"
+    assert Order.objects.get(number=order["number"]).payment_status == "unpaid"
     # Asked again at most every few minutes; then the provider answers.
     assert payments.reconcile(now=later + timedelta(seconds=30)).payments == 0
     responses.replace(responses.POST, f"{DARAJA}/mpesa/stkpushquery/v1/query", json={
@@ -562,7 +565,7 @@ def test_a_callback_that_never_comes_is_settled_by_reconciliation_even_after_a_t
         "ResultDesc": "The service request is processed successfully."})
     assert payments.reconcile(now=later + timedelta(minutes=10)).payments == 1
     assert Payment.objects.get(pk=payment_id).status == "succeeded"
-    assert Order.objects.get(number=order["number"]).status == "paid"
+    assert Order.objects.get(number=order["number"]).payment_status == "paid"
     assert PaymentEvent.objects.get().source == "query"
 
 
@@ -633,7 +636,7 @@ def test_chapa_cart_to_paid_the_webhook_verified_at_chapa(
             assert chapa_webhook(client, tx_ref).status_code == 200
     payment = Payment.objects.get()
     assert (payment.status, payment.provider_payment_id) == ("succeeded", "AP634JFwMtVd")
-    assert Order.objects.get(number=order["number"]).status == "paid"
+    assert Order.objects.get(number=order["number"]).payment_status == "paid"
     assert PaymentEvent.objects.count() == 1
     assert len([c for c in responses.calls if "/verify/" in c.request.url]) == 1
 
@@ -695,7 +698,7 @@ def test_the_same_webhook_delivered_by_eight_threads_at_once_pays_the_order_once
     assert PaymentEvent.objects.get().processed_at is not None
     assert status_events(payment_id) == ["requires_action", "succeeded"]
     placed = Order.objects.get(number=order["number"])
-    assert placed.status == "paid"
+    assert placed.payment_status == "paid"
     assert OrderEvent.objects.filter(order=placed, to_status="paid").count() == 1
 
 
@@ -730,7 +733,7 @@ def test_an_mpesa_push_whose_answer_timed_out_is_still_paid_by_its_callback(
     payment.refresh_from_db()
     assert (payment.status, payment.provider_reference) == (
         "succeeded", "ws_CO_191220191020363925")
-    assert Order.objects.get(number=order["number"]).status == "paid"
+    assert Order.objects.get(number=order["number"]).payment_status == "paid"
 
 
 @responses.activate
@@ -806,6 +809,8 @@ def test_an_order_paid_twice_gives_the_second_payment_back_and_the_order_stands(
     second.refresh_from_db()
     assert second.status == "succeeded"
     assert OrderEvent.objects.filter(order=placed, note__startswith="Paid twice").exists()
+    placed.refresh_from_db()
+    assert (placed.payment_status, placed.status, placed.refund_due) == ("overpaid", "open", True)
     # The order's refunds go to the payment that paid it, never to the duplicate.
     assert payments.refund_payment_of(placed) == first
     url = f"/admin/payments/payment/{second.pk}/refund-duplicate/"
@@ -823,7 +828,8 @@ def test_an_order_paid_twice_gives_the_second_payment_back_and_the_order_stands(
             "id": "ch_second", "object": "charge", "amount": 60500, "amount_refunded": 60500,
             "currency": "usd", "payment_intent": "pi_second", "refunded": True})
     placed.refresh_from_db()
-    assert (placed.status, placed.refunded_total) == ("paid", Decimal("0.00"))
+    assert (placed.payment_status, placed.refunded_total) == ("paid", Decimal("0.00"))
+    assert not placed.refund_due, "the second payment went back: paid, as before"
     assert not Refund.objects.exists() and Stock.objects.get().quantity_allocated == 2
     # The first payment is not a duplicate.
     with pytest.raises(payments.PaymentError):
@@ -842,7 +848,7 @@ def test_an_integration_marking_an_order_paid_records_a_manual_payment(client):
     assert moved.status_code == 200, moved.json()
     payment = Payment.objects.get()
     assert (payment.provider, payment.status) == ("manual", "succeeded")
-    assert Order.objects.get(number=order["number"]).status == "paid"
+    assert Order.objects.get(number=order["number"]).payment_status == "paid"
     # Cancelled orders cannot be marked paid: a 409, nothing recorded.
     other = guest_order(client, payment_method="manual", quantity=1)
     orders.cancel_order(Order.objects.get(number=other["number"]).pk)

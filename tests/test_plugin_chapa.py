@@ -11,9 +11,13 @@ import pytest
 import requests
 import responses
 
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    PluginConfigError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import PaymentRequest, RefundRequest, WebhookRequest
-from plugins.chapa_payment import ChapaProvider, tx_ref
+from plugins.chapa_payment import ChapaProvider, tx_ref, validate_config
 
 API = "https://api.chapa.co/v1"
 CONFIG = {"secret_key": "CHASECK_TEST-abc", "webhook_secret": "hush", "title": "Addis Shop"}
@@ -170,3 +174,47 @@ def test_the_plugin_loads_through_its_entry_point():
     from backoffice.plugin_host.loading import get_plugin_host
 
     assert "chapa" in get_plugin_host().plugins
+
+
+# --- Mode, key and API base URL -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "key", "field", "words"), [
+    ("test", "CHASECK_TEST-abc", None, ""),
+    (None, "CHASECK_TEST-abc", None, ""),  # test is the default mode
+    ("live", "CHASECK-abc", None, ""),
+    ("live", "CHASECK_TEST-abc", "mode", "is a test key (CHASECK_TEST-...) but the mode is live"),
+    ("test", "CHASECK-abc", "mode", "is a live key (CHASECK-...) but the mode is test"),
+    ("test", "CHAPUBK_TEST-abc", "secret_key", "public key"),
+    ("live", "sk_live_abc", "secret_key", "Not a Chapa secret key"),
+])
+def test_the_secret_key_must_belong_to_the_mode(mode, key, field, words):
+    errors = validate_config({**CONFIG, "mode": mode, "secret_key": key})
+    assert set(errors) == ({field} if field else set())
+    if field:
+        assert words in errors[field] and "abc" not in errors[field]
+
+
+@responses.activate
+def test_a_key_of_the_other_mode_or_a_bad_base_is_refused_before_chapa_is_called():
+    with pytest.raises(PluginConfigError) as refused:
+        PROVIDER.initiate(request(), {**CONFIG, "mode": "live"})
+    assert set(refused.value.errors) == {"mode"}
+    with pytest.raises(PluginConfigError, match="must use https"):
+        PROVIDER.query_status("bo-7-x", {**CONFIG, "api_base": "http://chapa.example.com"})
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_the_api_base_url_sends_every_call_there():
+    base = "https://chapa-proxy.example.com"
+    responses.add(responses.POST, f"{base}/v1/transaction/initialize", json=HOSTED)
+    responses.add(responses.GET, f"{base}/v1/transaction/verify/bo-7-x", json={
+        "message": "Payment details", "status": "success", "data": {
+            "currency": "ETB", "amount": 1250.5, "status": "success", "tx_ref": "bo-7-x",
+            "reference": "AP634JFwMtVd"}})
+    config = {**CONFIG, "mode": "test", "api_base": base + "/"}
+    PROVIDER.initiate(request(), config)
+    assert PROVIDER.query_status("bo-7-x", config).status == "succeeded"
+    assert [c.request.url for c in responses.calls] == [
+        f"{base}/v1/transaction/initialize", f"{base}/v1/transaction/verify/bo-7-x"]

@@ -179,8 +179,10 @@ def test_register_dashboard_widgets_appear_on_the_dashboard(register_plugin, sta
 EVENT_ARGUMENTS = {
     "customer_registered": {"customer_id": 1, "email": "a@example.com"},
     "order_placed": {"order_id": 1, "order_number": "1001", "total": "9.50", "currency": "KES"},
-    "order_status_changed": {"order_id": 1, "order_number": "1001", "old_status": "paid",
-                             "new_status": "shipped"},
+    "order_status_changed": {"order_id": 1, "order_number": "1001",
+                             "old_status": "partially_shipped", "new_status": "shipped",
+                             "state": "fulfilment", "status": "open", "payment_status": "paid",
+                             "fulfilment_status": "shipped"},
     "payment_status_changed": {"payment_id": 3, "order_id": 1, "provider": "manual",
                                "old_status": "pending", "new_status": "succeeded"},
     "shipment_created": {"shipment_id": 4, "order_id": 1, "carrier": "G4S",
@@ -218,6 +220,40 @@ def test_order_placed_is_delivered(register_plugin, django_capture_on_commit_cal
 
 def test_order_status_changed_is_delivered(register_plugin, django_capture_on_commit_callbacks):
     _delivers("order_status_changed", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_order_status_changed_reaches_plugins_of_both_spec_versions_once_per_move(
+    register_plugin, django_capture_on_commit_callbacks
+):
+    """A plugin written for hook specs 1.0 (four arguments) and one for 1.1 (which state moved,
+    and all three after the move) both hear a real order's moves, one event per move."""
+    from backoffice.catalog.models import Product, Variant
+    from backoffice.inventory.services import adjust_stock
+    from backoffice.orders import services as orders
+    from backoffice.orders.models import Order, OrderLine
+
+    old, new = [], []
+    register_plugin(plugin(order_status_changed=lambda order_number, old_status, new_status:
+                           old.append((old_status, new_status))), "spec_1_0")
+    register_plugin(plugin(order_status_changed=lambda state, old_status, new_status, status,
+                           payment_status, fulfilment_status: new.append(
+                               (state, old_status, new_status, status, payment_status,
+                                fulfilment_status))), "spec_1_1")
+    variant = Variant.objects.create(product=Product.objects.create(name="Mug", slug="mug"),
+                                     sku="MUG", price="300.00")
+    adjust_stock(variant_id=variant.pk, quantity_change=5)
+    order = Order.objects.create(
+        email="a@example.com", currency="USD", subtotal="300.00", total="300.00",
+        shipping_method_code="x", shipping_method_name="x", shipping_address={},
+        billing_address={}, number="1001")
+    OrderLine.objects.create(order=order, variant=variant, product_name="Mug", sku="MUG",
+                             unit_price="300.00", quantity=1, total="300.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        orders.mark_paid(order)
+        orders.create_shipment(order, orders.ShipmentRequest())
+    assert old == [("unpaid", "paid"), ("unfulfilled", "shipped")]
+    assert new == [("payment", "unpaid", "paid", "open", "paid", "unfulfilled"),
+                   ("fulfilment", "unfulfilled", "shipped", "open", "paid", "shipped")]
 
 
 def test_payment_status_changed_is_delivered(register_plugin, django_capture_on_commit_callbacks):

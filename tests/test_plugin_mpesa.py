@@ -15,9 +15,13 @@ import pytest
 import requests
 import responses
 
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    PluginConfigError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import PaymentRequest, RefundRequest, WebhookRequest
-from plugins.mpesa_payment import MpesaProvider
+from plugins.mpesa_payment import MpesaProvider, validate_config
 
 BASE = "https://sandbox.safaricom.co.ke"
 OAUTH = f"{BASE}/oauth/v1/generate"
@@ -402,3 +406,71 @@ def test_the_plugin_loads_through_its_entry_point():
     from backoffice.plugin_host.loading import get_plugin_host
 
     assert "mpesa" in get_plugin_host().plugins
+
+
+# --- Environment and API base URL -----------------------------------------------------------
+
+
+@responses.activate
+def test_production_uses_safaricoms_production_host():
+    live = "https://api.safaricom.co.ke"
+    responses.add(responses.GET, f"{live}/oauth/v1/generate",
+                  json={"access_token": "live-tok", "expires_in": "3599"})
+    responses.add(responses.POST, f"{live}/mpesa/stkpush/v1/processrequest", json={
+        "MerchantRequestID": "1", "CheckoutRequestID": CHECKOUT, "ResponseCode": "0",
+        "ResponseDescription": "Success. Request accepted for processing"})
+    PROVIDER.initiate(pay(), {**CONFIG, "environment": "production"})
+    assert [c.request.url.split("?")[0] for c in responses.calls] == [
+        f"{live}/oauth/v1/generate", f"{live}/mpesa/stkpush/v1/processrequest"]
+
+
+@responses.activate
+def test_the_api_base_url_replaces_the_host_and_tokens_never_cross_hosts():
+    proxy = "https://daraja-proxy.example.com/mpesa-gw"
+    responses.add(responses.GET, f"{proxy}/oauth/v1/generate",
+                  json={"access_token": "proxy-tok", "expires_in": "3599"})
+    responses.add(responses.POST, f"{proxy}/mpesa/stkpush/v1/processrequest", json={
+        "MerchantRequestID": "1", "CheckoutRequestID": CHECKOUT, "ResponseCode": "0",
+        "ResponseDescription": "Success. Request accepted for processing"})
+    oauth()
+    accepted()
+    PROVIDER.initiate(pay(), {**CONFIG, "api_base": proxy + "/"})
+    PROVIDER.initiate(pay(), CONFIG)  # same consumer key, the sandbox: a token of its own
+    assert [(c.request.url.split("?")[0], c.request.headers.get("Authorization"))
+            for c in responses.calls if c.request.method == "POST"] == [
+        (f"{proxy}/mpesa/stkpush/v1/processrequest", "Bearer proxy-tok"),
+        (PUSH, "Bearer tok0")]
+
+
+@pytest.mark.parametrize(("url", "accepted_as"), [
+    ("https://daraja.example.com", "https://daraja.example.com"),
+    ("https://daraja.example.com/prefix/", "https://daraja.example.com/prefix"),
+    ("http://127.0.0.1:8089", "http://127.0.0.1:8089"),
+    ("http://localhost:8089/", "http://localhost:8089"),
+    ("http://[::1]:8089", "http://[::1]:8089"),
+    ("http://daraja.example.com", None),
+    ("http://192.168.1.20:8089", None),
+    ("http://127.0.0.1.example.com", None),
+    ("http://localhost.example.com", None),
+    ("https://ck:cs@daraja.example.com", None),
+    ("https://daraja.example.com/#top", None),
+    ("http://127.0.0.1:port", None),
+    ("127.0.0.1:8089", None),
+])
+def test_an_api_base_url_must_be_https_or_loopback(url, accepted_as):
+    from backoffice.plugin_host.config import api_base_url
+
+    errors = validate_config({**CONFIG, "api_base": url})
+    if accepted_as:
+        assert errors == {} and api_base_url(url) == accepted_as
+    else:
+        assert set(errors) == {"api_base"} and url in errors["api_base"]
+
+
+@responses.activate
+def test_a_refused_api_base_url_is_a_config_error_before_daraja_is_called():
+    with pytest.raises(PluginConfigError, match="must use https"):
+        PROVIDER.initiate(pay(), {**CONFIG, "api_base": "http://daraja.example.com"})
+    with pytest.raises(PluginConfigError, match="neither sandbox nor production"):
+        PROVIDER.query_status(CHECKOUT, {**CONFIG, "environment": "live"})
+    assert len(responses.calls) == 0

@@ -16,7 +16,11 @@ import requests
 import responses
 import stripe
 
-from backoffice.plugin_host.errors import PaymentProviderError, WebhookVerificationError
+from backoffice.plugin_host.errors import (
+    PaymentProviderError,
+    PluginConfigError,
+    WebhookVerificationError,
+)
 from backoffice.plugin_host.protocols import (
     PaymentLine,
     PaymentProvider,
@@ -24,7 +28,7 @@ from backoffice.plugin_host.protocols import (
     RefundRequest,
     WebhookRequest,
 )
-from plugins.stripe_payment import StripeProvider, expires_at
+from plugins.stripe_payment import StripeProvider, expires_at, validate_config
 
 API = "https://api.stripe.com/v1"
 SESSION_ID = "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY"
@@ -733,7 +737,98 @@ def test_the_plugin_loads_through_its_entry_point():
     assert "stripe" in host.plugins
     plugin = host.plugins["stripe"]
     assert {f.name for f in plugin.config_fields} == {
-        "secret_key", "webhook_secret", "payment_method_types", "session_minutes"}
+        "secret_key", "webhook_secret", "mode", "payment_method_types", "session_minutes",
+        "api_base"}
     assert [f.env_name("stripe") for f in plugin.config_fields][:2] == [
         "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]
     assert [p.code for p in plugin.obj.register_payment_providers()] == ["stripe"]
+
+
+# --- Mode, key and API base URL -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "key", "field", "words"), [
+    ("test", "sk_test_51Mz", None, ""),
+    ("test", "rk_test_51Mz", None, ""),
+    ("live", "sk_live_51Mz", None, ""),
+    ("live", "rk_live_51Mz", None, ""),
+    (None, "sk_test_51Mz", None, ""),  # test is the default mode
+    ("test", "sk_live_51Mz", "mode", "is a live key (sk_live_...) but the mode is test"),
+    ("live", "sk_test_51Mz", "mode", "is a test key (sk_test_...) but the mode is live"),
+    ("live", "rk_test_51Mz", "mode", "is a test key (rk_test_...) but the mode is live"),
+    ("test", "pk_test_51Mz", "secret_key", "publishable key"),
+    ("live", "whsec_51Mz", "secret_key", "Not a Stripe secret key"),
+])
+def test_the_secret_key_must_belong_to_the_mode(mode, key, field, words):
+    errors = validate_config({**CONFIG, "mode": mode, "secret_key": key})
+    assert set(errors) == ({field} if field else set())
+    if field:
+        assert words in errors[field]
+        assert key[8:] not in errors[field]  # the message never shows the secret itself
+
+
+def test_a_key_of_the_other_mode_is_refused_before_stripe_is_called(api):
+    with pytest.raises(PluginConfigError) as refused:
+        provider.initiate(payment_request(), {**CONFIG, "mode": "live"})
+    assert set(refused.value.errors) == {"mode"}
+    with pytest.raises(PluginConfigError):
+        provider.query_status(SESSION_ID, {**CONFIG, "secret_key": "sk_live_51Mz"})
+    assert len(api.calls) == 0
+
+
+def test_the_api_base_url_sends_every_call_there(api):
+    base = "https://stripe-proxy.example.com/stripe"
+    api.post(f"{base}/v1/checkout/sessions", json=checkout_session())
+    api.get(f"{base}/v1/checkout/sessions/{SESSION_ID}", json=paid_session())
+
+    config = {**CONFIG, "api_base": base + "/"}
+    assert provider.initiate(payment_request(), config).provider_reference == SESSION_ID
+    assert provider.query_status(SESSION_ID, config).status == "succeeded"
+    assert [call.request.url.split("?")[0] for call in api.calls] == [
+        f"{base}/v1/checkout/sessions", f"{base}/v1/checkout/sessions/{SESSION_ID}"]
+
+
+@pytest.mark.parametrize("url", [
+    "http://stripe-proxy.example.com", "http://10.0.0.5:8080", "ftp://api.stripe.com",
+    "https://user:pw@api.stripe.com", "https://api.stripe.com/?debug=1", "api.stripe.com",
+])
+def test_an_api_base_url_that_is_not_https_or_loopback_is_refused(api, url):
+    assert "api_base" in validate_config({**CONFIG, "api_base": url})
+    with pytest.raises(PluginConfigError) as refused:
+        provider.initiate(payment_request(), {**CONFIG, "api_base": url})
+    assert url in refused.value.errors["api_base"]
+    assert len(api.calls) == 0
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_mode_and_api_base_and_refuses_a_key_of_the_other_mode(staff_client):
+    from backoffice.plugin_host.config import sync_plugin_configs
+    from backoffice.plugin_host.models import PluginConfig
+    from backoffice.plugin_host.services import update_plugin_config
+
+    sync_plugin_configs()
+    row = PluginConfig.objects.get(identifier="stripe")
+    page = f"/admin/plugins/pluginconfig/{row.pk}/change/"
+    html = staff_client.get(page).content.decode()
+    assert 'name="setting__mode"' in html and 'name="setting__api_base"' in html
+
+    response = staff_client.post(page, {
+        "active": "on", "setting__mode": "test", "setting__secret_key": "sk_live_51Mz",
+        "setting__webhook_secret": WEBHOOK_SECRET, "setting__session_minutes": "60",
+        "setting__api_base": "http://stripe.example.com"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "is a live key (sk_live_...) but the mode is test" in html
+    assert "must use https" in html
+    row.refresh_from_db()
+    assert row.active is False and "secret_key" not in row.settings
+
+    with pytest.raises(PluginConfigError) as refused:
+        update_plugin_config(identifier="stripe", active=True, changes={
+            "secret_key": "sk_live_51Mz", "webhook_secret": WEBHOOK_SECRET})
+    assert set(refused.value.errors) == {"mode"}
+    update_plugin_config(identifier="stripe", active=True, changes={
+        "mode": "live", "secret_key": "sk_live_51Mz", "webhook_secret": WEBHOOK_SECRET,
+        "api_base": "http://127.0.0.1:12111"})
+    row.refresh_from_db()
+    assert row.active and row.settings["api_base"] == "http://127.0.0.1:12111"

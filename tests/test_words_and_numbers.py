@@ -64,11 +64,10 @@ def _messages(response) -> list[str]:
 
 def test_one_of_a_thing_is_said_in_the_singular(staff_client, tee):
     order = _order()
-    payments.record_manual_payment(order, actor=STAFF)
     response = staff_client.post("/admin/orders/order/", {
-        "action": "mark_processing", helpers.ACTION_CHECKBOX_NAME: [order.pk], "index": 0,
+        "action": "mark_paid", helpers.ACTION_CHECKBOX_NAME: [order.pk], "index": 0,
     }, follow=True)
-    assert "1 order marked processing." in _messages(response)
+    assert "1 order marked paid." in _messages(response)
     response = staff_client.post("/admin/catalog/product/", {
         "action": "unpublish", helpers.ACTION_CHECKBOX_NAME: [tee.product_id], "index": 0,
     }, follow=True)

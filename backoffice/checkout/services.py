@@ -336,6 +336,8 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
         coupon=final.discount.coupon if final.discount else None,
         coupon_code=final.discount.coupon.code if final.discount else "",
         payment_method=request.payment_method, payment_due_at=payment_due,
+        # A method whose unpaid orders never expire (cash on delivery) ships before it is paid.
+        pay_on_delivery=payment_due is None,
         customer_note=request.customer_note, idempotency_key=key, cart=cart,
     )
     order.number = str(settings.ORDER_NUMBER_START + order.pk)
@@ -363,7 +365,7 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
         coupons.record_redemption(final.discount, order=order, user=user, email=email)
     OrderEvent.objects.create(
         order=order, kind=OrderEvent.Kind.PLACED, actor_id=actor.user_id,
-        actor_label=actor.label[:120], to_status=order.status,
+        actor_label=actor.label[:120], state=OrderEvent.State.ORDER, to_status=order.status,
         note=ngettext("Placed: %(count)d item, %(total)s.", "Placed: %(count)d items, %(total)s.",
                       final.item_count)
         % {"count": final.item_count, "total": format_money(final.total, final.currency)},

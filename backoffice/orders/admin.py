@@ -4,8 +4,11 @@ that move an order along.
 An order's money and lines are snapshots taken at checkout, so the order page is read-only (no
 "add order" either: orders come from checkout). Everything that changes an order goes through
 ``backoffice.orders.services`` with the staff user as the actor: status moves, shipments,
-refunds and notes. A move the status machine refuses shows the service's message, never an
-error page, and changes nothing.
+refunds and notes. An order's page offers only the actions its states allow (asked of
+``services.refusal``, the same words the services refuse with); a refused action (a bulk action
+on some orders, a stale page, a direct POST) shows the service's message, never an error page,
+and changes nothing. The list, its filters and the page show the overall status beside the
+payment and fulfilment states.
 
 Queries: the list annotates its item count in the page's one results query and pages through
 ``EstimatedCountPaginator`` (no full ``COUNT`` of a big unfiltered table on PostgreSQL); the
@@ -28,7 +31,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -73,32 +76,44 @@ from backoffice.orders.models import (
     Shipment,
     ShipmentLine,
 )
+from backoffice.orders.selectors import awaiting_payment_q, refund_due_q, to_fulfil_q
 from backoffice.orders.status import (
-    REFUNDABLE_STATUSES,
-    SHIPPABLE_STATUSES,
+    FulfilmentStatus,
     IllegalTransition,
     OrderStatus,
-    can_move,
+    PaymentStatus,
 )
 from backoffice.payments import services as payments
 from backoffice.payments.models import Payment
 from backoffice.plugin_host.services import payment_providers, shipping_methods
 
 STATUS_COLOURS = {
-    OrderStatus.PENDING_PAYMENT.value: "warning",
-    OrderStatus.PAID.value: "info",
-    OrderStatus.PROCESSING.value: "info",
-    OrderStatus.SHIPPED.value: "success",
-    OrderStatus.DELIVERED.value: "success",
+    OrderStatus.OPEN.value: "info",
     OrderStatus.CANCELLED.value: "danger",
-    OrderStatus.PARTIALLY_REFUNDED.value: "warning",
+    # completed: the neutral grey
+}
+PAYMENT_COLOURS = {
+    PaymentStatus.UNPAID.value: "warning",
+    PaymentStatus.PAID.value: "success",
+    PaymentStatus.PARTIALLY_REFUNDED.value: "warning",
+    PaymentStatus.OVERPAID.value: "danger",
     # refunded: the neutral grey
 }
-# Paid or being packed: what the warehouse has to send (the sidebar badge counts these).
-TO_FULFIL = (OrderStatus.PAID, OrderStatus.PROCESSING)
+FULFILMENT_COLOURS = {
+    FulfilmentStatus.UNFULFILLED.value: "warning",
+    FulfilmentStatus.PARTIALLY_SHIPPED.value: "info",
+    FulfilmentStatus.SHIPPED.value: "info",
+    FulfilmentStatus.PARTIALLY_DELIVERED.value: "info",
+    FulfilmentStatus.DELIVERED.value: "success",
+}
 # At most this many refusals are listed one by one after a bulk action.
 MAX_ERROR_MESSAGES = 10
 ORDER_ERRORS = (services.OrderError, IllegalTransition, payments.PaymentError)
+# The order page's actions, and what ``services.refusal`` calls each.
+DETAIL_ACTIONS = {
+    "mark_paid_detail": "mark_paid", "mark_delivered_detail": "deliver",
+    "cancel_detail": "cancel", "create_shipment": "ship", "record_refund": "refund",
+}
 
 
 def address_lines(address: dict | None) -> list[str]:
@@ -142,31 +157,78 @@ class SpreadsheetExportMixin:
 
 
 def orders_to_fulfil_badge(request: HttpRequest) -> str:
-    """The sidebar badge: orders paid or processing (an index range on ``status``)."""
+    """The sidebar badge: orders to fulfil (``selectors.to_fulfil_q``: open, paid or paid on
+    delivery, something left to ship; a partial index covers the open unshipped ones)."""
     return _counted_once(
-        request, "orders_to_fulfil", Order.objects.filter(status__in=TO_FULFIL).count
+        request, "orders_to_fulfil", Order.objects.filter(to_fulfil_q()).count
     )
+
+
+def _record_payment(pk: int, actor: Actor, note: str = "") -> None:
+    """Staff received the money: a manual payment through the payments service. An order paid
+    already is refused here (the service leaves it as it is), in the services' words."""
+    if payments.record_manual_payment(pk, actor=actor, note=note) is None:
+        raise services.OrderError(services.refusal(Order.objects.get(pk=pk), "mark_paid"))
 
 
 # --- Filters ------------------------------------------------------------------------------------
 
 
 class OrderStatusFilter(DropdownFilter):
-    """Each status, plus "to fulfil" (paid or processing), what the warehouse works through."""
+    """Each overall status, plus the lists people work through: "to fulfil" (paid or paid on
+    delivery, something left to ship), "awaiting payment" and "refund due"."""
 
     title = _("status")
     parameter_name = "status"
     TO_FULFIL = "to_fulfil"
+    AWAITING_PAYMENT = "awaiting_payment"
+    REFUND_DUE = "refund_due"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
-        return [(self.TO_FULFIL, _("To fulfil (paid or processing)")), *OrderStatus.choices]
+        return [
+            (self.TO_FULFIL, _("To fulfil (paid or paid on delivery, not all shipped)")),
+            (self.AWAITING_PAYMENT, _("Awaiting payment")),
+            (self.REFUND_DUE, _("Refund due (money held for a cancelled order, paid twice)")),
+            *OrderStatus.choices,
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == self.TO_FULFIL:
-            return queryset.filter(status__in=TO_FULFIL)
-        if self.value() in OrderStatus.values:
-            return queryset.filter(status=self.value())
+        value = self.value()
+        if value == self.TO_FULFIL:
+            return queryset.filter(to_fulfil_q())
+        if value == self.AWAITING_PAYMENT:
+            return queryset.filter(awaiting_payment_q())
+        if value == self.REFUND_DUE:
+            return queryset.filter(refund_due_q())
+        if value in OrderStatus.values:
+            return queryset.filter(status=value)
         return queryset
+
+
+class _ChoicesFilter(DropdownFilter):
+    """A state's values (no query for the choices)."""
+
+    states: type[PaymentStatus] | type[FulfilmentStatus]
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return list(self.states.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in self.states.values:
+            return queryset.filter(**{self.parameter_name: self.value()})
+        return queryset
+
+
+class PaymentStatusFilter(_ChoicesFilter):
+    title = _("payment")
+    parameter_name = "payment_status"
+    states = PaymentStatus
+
+
+class FulfilmentStatusFilter(_ChoicesFilter):
+    title = _("fulfilment")
+    parameter_name = "fulfilment_status"
+    states = FulfilmentStatus
 
 
 class _MethodFilter(DropdownFilter):
@@ -433,9 +495,7 @@ class OrderEventInline(_ReadOnlyInline):
 
     @display(description=_("status"))
     def change(self, obj: OrderEvent) -> str:
-        if obj.from_status and obj.to_status:
-            return f"{obj.get_from_status_display()} → {obj.get_to_status_display()}"
-        return obj.get_to_status_display() if obj.to_status else ""
+        return obj.change  # "Payment: unpaid → paid"
 
     @display(description=_("by"))
     def by(self, obj: OrderEvent) -> str:
@@ -458,6 +518,12 @@ class _OrderColumns:
     def dehydrate_status(self, obj) -> str:
         return str(self._order(obj).get_status_display())
 
+    def dehydrate_payment_status(self, obj) -> str:
+        return str(self._order(obj).get_payment_status_display())
+
+    def dehydrate_fulfilment_status(self, obj) -> str:
+        return str(self._order(obj).get_fulfilment_status_display())
+
     def dehydrate_customer_name(self, obj) -> str:
         return self._order(obj).customer_name
 
@@ -474,6 +540,8 @@ class OrderResource(_OrderColumns, resources.ModelResource):
     number = Field(attribute="number", column_name="number")
     placed_at = Field(attribute="created_at", column_name="placed_at", widget=DateTimeWidget())
     status = Field(column_name="status")
+    payment_status = Field(column_name="payment_status")
+    fulfilment_status = Field(column_name="fulfilment_status")
     paid_at = Field(attribute="paid_at", column_name="paid_at", widget=DateTimeWidget())
     email = Field(attribute="email", column_name="email")
     customer_name = Field(column_name="customer_name")
@@ -496,7 +564,8 @@ class OrderResource(_OrderColumns, resources.ModelResource):
         model = Order
         name = _("Orders (one row per order)")
         fields = (
-            "number", "placed_at", "status", "paid_at", "email", "customer_name", "phone",
+            "number", "placed_at", "status", "payment_status", "fulfilment_status", "paid_at",
+            "email", "customer_name", "phone",
             "shipping_country", "shipping_city", "payment_method", "shipping_method",
             "coupon_code", "items", "currency", "subtotal", "discount", "shipping", "total",
             "refunded", "net",
@@ -520,6 +589,8 @@ class OrderLineResource(_OrderColumns, resources.ModelResource):
     placed_at = Field(attribute="order__created_at", column_name="placed_at",
                       widget=DateTimeWidget())
     status = Field(column_name="status")
+    payment_status = Field(column_name="payment_status")
+    fulfilment_status = Field(column_name="fulfilment_status")
     email = Field(attribute="order__email", column_name="email")
     customer_name = Field(column_name="customer_name")
     shipping_country = Field(column_name="shipping_country")
@@ -541,7 +612,8 @@ class OrderLineResource(_OrderColumns, resources.ModelResource):
         model = OrderLine
         name = _("Order lines (one row per line)")
         fields = (
-            "order_number", "placed_at", "status", "email", "customer_name", "shipping_country",
+            "order_number", "placed_at", "status", "payment_status", "fulfilment_status", "email",
+            "customer_name", "shipping_country",
             "shipping_city", "currency", "sku", "product", "variant", "quantity", "unit_price",
             "line_discount", "line_total", "shipped", "refunded",
         )
@@ -577,12 +649,12 @@ class _ExportModelAdmin(ExportMixin, admin.ModelAdmin):
 @admin.register(Order)
 class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     list_display = [
-        "number_display", "created_at", "customer", "status_label", "total_display",
-        "item_count", "payment_display", "shipping_display",
+        "number_display", "created_at", "customer", "status_label", "payment_label",
+        "fulfilment_label", "total_display", "item_count", "payment_display", "shipping_display",
     ]
     list_display_links = ["number_display"]
-    list_filter = [OrderStatusFilter, ("created_at", PlacedDateFilter), PaymentMethodFilter,
-                   ShippingMethodFilter]
+    list_filter = [OrderStatusFilter, PaymentStatusFilter, FulfilmentStatusFilter,
+                   ("created_at", PlacedDateFilter), PaymentMethodFilter, ShippingMethodFilter]
     list_filter_submit = True
     # The search is ``get_search_results``; these make the box appear and say what it reads.
     search_fields = ["number", "email", "phone", "lines__sku"]
@@ -593,11 +665,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     inlines = [OrderLineInline, PaymentInline, ShipmentInline, RefundInline, OrderEventInline]
-    actions = ["mark_processing", "mark_paid", "mark_delivered", "cancel_orders"]
+    actions = ["mark_paid", "mark_delivered", "cancel_orders"]
     actions_detail = [
         {"title": _("Status"), "icon": "sync_alt", "items": [
-            "mark_paid_detail", "mark_processing_detail", "mark_delivered_detail",
-            "cancel_detail",
+            "mark_paid_detail", "mark_delivered_detail", "cancel_detail",
         ]},
         {"title": _("Fulfil"), "icon": "local_shipping", "items": [
             "create_shipment", "record_refund",
@@ -665,6 +736,14 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def status_label(self, obj: Order) -> tuple[str, str]:
         return obj.status, obj.get_status_display()
 
+    @display(description=_("payment"), ordering="payment_status", label=PAYMENT_COLOURS)
+    def payment_label(self, obj: Order) -> tuple[str, str]:
+        return obj.payment_status, obj.get_payment_status_display()
+
+    @display(description=_("fulfilment"), ordering="fulfilment_status", label=FULFILMENT_COLOURS)
+    def fulfilment_label(self, obj: Order) -> tuple[str, str]:
+        return obj.fulfilment_status, obj.get_fulfilment_status_display()
+
     @display(description=_("total"), ordering="total")
     def total_display(self, obj: Order) -> str:
         total = format_money(obj.total, obj.currency)
@@ -677,10 +756,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def item_count(self, obj: Order) -> int:
         return obj.item_count
 
-    @display(description=_("payment"))
+    @display(description=_("payment method"))
     def payment_display(self, obj: Order) -> str:
         method = obj.payment_method or "-"
-        return f"{method} · {_('paid')}" if obj.paid_at else method
+        return f"{method} · {_('on delivery')}" if obj.pay_on_delivery else method
 
     @display(description=_("shipping"))
     def shipping_display(self, obj: Order) -> str:
@@ -715,17 +794,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                                              "... and %(count)d more orders refused.", more)
                            % {"count": more})
 
-    @action(description=_("Mark processing"), permissions=["fulfil"])
-    def mark_processing(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._each(request, queryset,
-                   lambda pk, actor: services.transition(pk, OrderStatus.PROCESSING, actor=actor),
-                   ngettext_lazy("%(count)d order marked processing.",
-                                 "%(count)d orders marked processing.", "count"))
-
     @action(description=_("Mark paid (cash, transfer)"), permissions=["fulfil"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        self._each(request, queryset,
-                   lambda pk, actor: payments.record_manual_payment(pk, actor=actor),
+        self._each(request, queryset, _record_payment,
                    ngettext_lazy("%(count)d order marked paid.",
                                  "%(count)d orders marked paid.", "count"))
 
@@ -745,11 +816,18 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     # --- the order page ---
 
     def get_object(self, request: HttpRequest, object_id: str, from_field=None):
-        """Read once per request: the page's header and Django's view both ask for it."""
+        """Read once per request (the page's header and Django's view both ask for it), with
+        the facts its actions depend on (``services.with_facts``) in the same query."""
         cache = request.__dict__.setdefault("_orders_admin_objects", {})
         key = (str(object_id), from_field)
         if key not in cache:
-            cache[key] = super().get_object(request, object_id, from_field)
+            queryset = services.with_facts(self.get_queryset(request))
+            field = (Order._meta.pk if from_field is None
+                     else Order._meta.get_field(from_field))
+            try:
+                cache[key] = queryset.get(**{field.name: field.to_python(object_id)})
+            except (Order.DoesNotExist, ValidationError, ValueError):
+                cache[key] = None
         return cache[key]
 
     def get_fieldsets(self, request: HttpRequest, obj=None):
@@ -768,24 +846,41 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def _url(self, name: str, order: Order) -> str:
         return reverse(f"admin:orders_order_{name}", args=[order.pk])
 
+    def _allowed(self, request: HttpRequest, order: Order) -> dict[str, str]:
+        """``{action: refusal}`` for the order page's actions ("" when allowed), asked of the
+        services once per request (one query for the order's lines and shipments)."""
+        cache = request.__dict__.setdefault("_orders_admin_allowed", {})
+        if order.pk not in cache:
+            known = services.facts(order)
+            cache[order.pk] = {name: services.refusal(order, name, known)
+                               for name in set(DETAIL_ACTIONS.values())}
+        return cache[order.pk]
+
+    def get_actions_detail(self, request: HttpRequest, object_id) -> list:
+        """The order page's action menu: only what the order's states allow now."""
+        actions = super().get_actions_detail(request, object_id)
+        order = self.get_object(request, object_id) if str(object_id).isdigit() else None
+        if order is None:
+            return actions
+        allowed = self._allowed(request, order)
+        prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}_"
+        return [a for a in actions
+                if not allowed.get(DETAIL_ACTIONS.get(a.action_name.removeprefix(prefix), ""))]
+
     def _order_page(self, request: HttpRequest, order: Order) -> dict:
-        status = order.status
         can_fulfil = self.has_fulfil_permission(request)
         moves, links = [], []
         if can_fulfil:
-            if order.paid_at is None and status not in {
-                OrderStatus.CANCELLED, OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED,
-            }:
+            allowed = self._allowed(request, order)
+            if not allowed["mark_paid"]:
                 moves.append((_("Mark paid"), self._url("mark_paid_detail", order)))
-            if can_move(status, OrderStatus.PROCESSING):
-                moves.append((_("Mark processing"), self._url("mark_processing_detail", order)))
-            if can_move(status, OrderStatus.DELIVERED):
+            if not allowed["deliver"]:
                 moves.append((_("Mark delivered"), self._url("mark_delivered_detail", order)))
-            if status in SHIPPABLE_STATUSES:
+            if not allowed["ship"]:
                 links.append((_("Create shipment"), self._url("create_shipment", order)))
-            if status in REFUNDABLE_STATUSES and order.refunded_total < order.total:
+            if not allowed["refund"]:
                 links.append((_("Record refund"), self._url("record_refund", order)))
-            if can_move(status, OrderStatus.CANCELLED):
+            if not allowed["cancel"]:
                 links.append((_("Cancel order"), self._url("cancel_detail", order)))
         currency = order.currency
         totals = [
@@ -805,7 +900,14 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         )
         return {
             "order": order,
-            "status_colour": STATUS_COLOURS.get(status, ""),
+            "labels": [
+                (_("Status"), STATUS_COLOURS.get(order.status, ""), order.get_status_display()),
+                (_("Payment"), PAYMENT_COLOURS.get(order.payment_status, ""),
+                 order.get_payment_status_display()),
+                (_("Fulfilment"), FULFILMENT_COLOURS.get(order.fulfilment_status, ""),
+                 order.get_fulfilment_status_display()),
+            ],
+            "refund_due": order.refund_due,
             "moves": moves,
             "links": links,
             "prints": [(_("Packing slip"), self._url("packing_slip", order)),
@@ -824,7 +926,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def _order_or_404(self, object_id) -> Order:
         if not str(object_id).isdigit():
             raise Http404
-        return get_object_or_404(Order, pk=int(object_id))
+        return get_object_or_404(services.with_facts(Order.objects.all()), pk=int(object_id))
 
     def _back(self, order: Order) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
@@ -840,12 +942,28 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         }
         return TemplateResponse(request, template, context)
 
-    def _confirm(self, request: HttpRequest, object_id, *, title: str, question: str,
-                 submit: str, run: Callable[[Order, str, Actor], object], success: str,
-                 danger: bool = False) -> HttpResponse:
-        """A status move: a POST does it (the order page's buttons post here), a GET asks
-        first. The service decides; its refusal is the message."""
+    def _refused_now(self, request: HttpRequest, order: Order, action: str) -> HttpResponse | None:
+        """A GET of an action the order does not allow (a stale page, a typed URL): back to
+        the order with the service's reason; nothing is offered. (A POST always goes to the
+        service, which decides under the order's lock.)"""
+        if request.method == "POST":
+            return None
+        reason = services.refusal(order, action)
+        if not reason:
+            return None
+        messages.error(request, reason)
+        return self._back(order)
+
+    def _confirm(self, request: HttpRequest, object_id, *, action: str, title: str,
+                 question: str, submit: str, run: Callable[[Order, str, Actor], object],
+                 success: str, danger: bool = False) -> HttpResponse:
+        """A move: a POST does it (the order page's buttons post here), a GET asks first,
+        saying what it will do and the rule it follows. The service decides; its refusal is the
+        message."""
         order = self._order_or_404(object_id)
+        refused = self._refused_now(request, order, action)
+        if refused is not None:
+            return refused
         form = NoteForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -856,37 +974,28 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                 messages.success(request, success % {"number": order})
             return self._back(order)
         return self._render(request, order, "admin/orders/order/confirm.html", title=title,
-                            question=question, submit=submit, form=form, danger=danger)
+                            question=f"{question} {services.RULES[action]}", submit=submit,
+                            form=form, danger=danger)
 
     @action(description=_("Mark paid"), url_path="mark-paid", permissions=["fulfil"],
             icon="payments")
     def mark_paid_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
-            request, object_id, title=_("Mark paid"),
-            question=_("The money for this order has been received in full (cash, transfer)."),
+            request, object_id, action="mark_paid", title=_("Mark paid"),
+            question=_("The money for this order was received in full (cash, transfer): a "
+                       "manual payment is recorded and the order's payment becomes paid."),
             submit=_("Mark paid"),
-            run=lambda order, note, actor: payments.record_manual_payment(order.pk, actor=actor,
-                                                                          note=note),
+            run=lambda order, note, actor: _record_payment(order.pk, actor, note),
             success=_("Order %(number)s marked paid."),
-        )
-
-    @action(description=_("Mark processing"), url_path="mark-processing",
-            permissions=["fulfil"], icon="inventory")
-    def mark_processing_detail(self, request: HttpRequest, object_id) -> HttpResponse:
-        return self._confirm(
-            request, object_id, title=_("Mark processing"),
-            question=_("The warehouse is preparing this order."), submit=_("Mark processing"),
-            run=lambda order, note, actor: services.transition(
-                order.pk, OrderStatus.PROCESSING, actor=actor, note=note),
-            success=_("Order %(number)s marked processing."),
         )
 
     @action(description=_("Mark delivered"), url_path="mark-delivered", permissions=["fulfil"],
             icon="where_to_vote")
     def mark_delivered_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
-            request, object_id, title=_("Mark delivered"),
-            question=_("Every shipment of this order has reached the customer."),
+            request, object_id, action="deliver", title=_("Mark delivered"),
+            question=_("Every shipment of this order has reached the customer: its fulfilment "
+                       "becomes delivered, for good."),
             submit=_("Mark delivered"),
             run=lambda order, note, actor: services.mark_delivered(
                 order.pk, actor=actor, note=note),
@@ -897,9 +1006,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             icon="cancel")
     def cancel_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
-            request, object_id, title=_("Cancel order"),
-            question=_("Cancel this order? Its stock goes back on the shelf. Money already paid "
-                       "is given back with \"Record refund\"."),
+            request, object_id, action="cancel", title=_("Cancel order"),
+            question=_("Cancel this order: its stock goes back on the shelf. Money already "
+                       "paid stays on the order as a refund due, given back with \"Record "
+                       "refund\"."),
             submit=_("Cancel order"), danger=True,
             run=lambda order, note, actor: services.cancel_order(
                 order.pk, actor=actor, note=note),
@@ -910,6 +1020,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             icon="local_shipping")
     def create_shipment(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
+        refused = self._refused_now(request, order, "ship")
+        if refused is not None:
+            return refused
         lines = list(order.lines.all())
         form = ShipmentForm(request.POST if request.method == "POST" else None, lines=lines,
                             shippable=services.shippable_quantities(
@@ -937,8 +1050,10 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         return self._render(
             request, order, "admin/orders/order/line_form.html", title=_("Create shipment"),
             form=form, submit=_("Create shipment"), quantity_label=_("to ship"),
-            intro=_("Quantities start at everything left to ship; lower them to ship part of "
-                    "the order now."),
+            intro=str(_("The items leave the shelf and the order's fulfilment follows "
+                        "(partially shipped, shipped); its payment does not move. Quantities "
+                        "start at everything left to ship; lower them to ship part of the "
+                        "order now.")) + " " + services.RULES["ship"],
             empty=_("Nothing is left to ship."),
         )
 
@@ -946,6 +1061,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             icon="currency_exchange")
     def record_refund(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
+        refused = self._refused_now(request, order, "refund")
+        if refused is not None:
+            return refused
         lines = list(order.lines.all())
         form = RefundForm(request.POST if request.method == "POST" else None, lines=lines,
                           refundable=services.refundable_quantities(
@@ -983,7 +1101,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             request, order, "admin/orders/order/line_form.html", title=_("Record refund"),
             form=form, submit=_("Record refund"), quantity_label=_("to refund"),
             intro=_("%(left)s can still be refunded. Give an amount, the quantities refunded, "
-                    "or both.") % {"left": left} + " " + via,
+                    "or both. The order's payment becomes partially refunded or refunded; its "
+                    "fulfilment does not move.") % {"left": left}
+            + " " + services.RULES["refund"] + " " + via,
             empty="",
         )
 

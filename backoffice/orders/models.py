@@ -2,8 +2,10 @@
 
 An order keeps snapshots (addresses, product and variant names, SKUs, prices), so editing the
 catalog or an address book never rewrites history. Totals are computed once by checkout
-(``backoffice.checkout.pricing``) and stored. Status moves go through ``services.transition``
-and each writes an ``OrderEvent``.
+(``backoffice.checkout.pricing``) and stored. An order's payment and fulfilment states, its
+cancellation and its overall status (derived from them) are moved only by
+``backoffice.orders.services``, under the order's row lock; each move writes an ``OrderEvent``
+(see ``backoffice.orders.status`` for the machines).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from backoffice.money import MONEY_FIELD_KWARGS, format_money
-from backoffice.orders.status import OPEN_STATUSES, OrderStatus
+from backoffice.orders.status import (
+    FulfilmentStatus,
+    OrderStatus,
+    PaymentStatus,
+    State,
+    label,
+    refund_due,
+)
 
 
 class Order(models.Model):
@@ -34,10 +43,25 @@ class Order(models.Model):
     )
     email = models.EmailField(_("email"), db_index=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True, db_index=True)
+    # Derived from the two states below and cancellation (``status.overall_status``); stored
+    # so that lists filter on it.
     status = models.CharField(
-        _("status"), max_length=20, choices=OrderStatus.choices,
-        default=OrderStatus.PENDING_PAYMENT,
+        _("status"), max_length=20, choices=OrderStatus.choices, default=OrderStatus.OPEN,
     )
+    payment_status = models.CharField(
+        _("payment"), max_length=20, choices=PaymentStatus.choices,
+        default=PaymentStatus.UNPAID,
+    )
+    fulfilment_status = models.CharField(
+        _("fulfilment"), max_length=20, choices=FulfilmentStatus.choices,
+        default=FulfilmentStatus.UNFULFILLED,
+    )
+    pay_on_delivery = models.BooleanField(
+        _("paid on delivery"), default=False,
+        help_text=_("Cash on delivery (a payment staff collect): the order may ship before it is "
+                    "paid, and its payment window never runs out."),
+    )
+    cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     subtotal = models.DecimalField(_("subtotal"), **MONEY_FIELD_KWARGS)
     discount_total = models.DecimalField(_("discount"), default=0, **MONEY_FIELD_KWARGS)
@@ -80,8 +104,16 @@ class Order(models.Model):
             models.Index(fields=["status", "-created_at"], name="order_status_newest"),
             models.Index(fields=["user", "-created_at"], name="order_customer_newest"),
             models.Index(
-                fields=["payment_due_at"], condition=Q(status="pending_payment"),
-                name="order_unpaid_due",
+                fields=["payment_due_at"],
+                condition=Q(status="open", payment_status="unpaid", pay_on_delivery=False),
+                name="order_open_unpaid_due",
+            ),
+            # "To fulfil": a small part of a big table, counted on every admin page.
+            models.Index(
+                fields=["-created_at"],
+                condition=Q(status="open", fulfilment_status__in=[
+                    "unfulfilled", "partially_shipped", "partially_delivered"]),
+                name="order_open_unshipped",
             ),
         ]
         constraints = [
@@ -96,8 +128,9 @@ class Order(models.Model):
         return f"#{self.number}" if self.number else f"order {self.pk}"
 
     @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
+    def refund_due(self) -> bool:
+        """The store holds money it must give back (a cancelled order's, a second payment)."""
+        return refund_due(status=self.status, payment=self.payment_status)
 
     @property
     def customer_name(self) -> str:
@@ -174,10 +207,15 @@ class OrderEvent(models.Model):
         PAYMENT = "payment", _("Payment")
         NOTE = "note", _("Note")
 
+    State = State  # which of the order's states a status move is about
+
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    from_status = models.CharField(max_length=20, blank=True, choices=OrderStatus.choices)
-    to_status = models.CharField(max_length=20, blank=True, choices=OrderStatus.choices)
+    # A status move (``Kind.STATUS``): which of the order's states moved, from what, to what
+    # (values of that state's machine).
+    state = models.CharField(max_length=12, blank=True, choices=State.choices)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
@@ -193,8 +231,18 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         if self.kind == self.Kind.STATUS:
-            return f"{self.from_status} → {self.to_status}"
+            return f"{self.state}: {self.from_status} → {self.to_status}"
         return self.get_kind_display()
+
+    @property
+    def change(self) -> str:
+        """"Payment: unpaid → paid", in words."""
+        if not self.to_status:
+            return ""
+        state = self.state or State.ORDER
+        to = label(state, self.to_status)
+        moved = f"{label(state, self.from_status)} → {to}" if self.from_status else to
+        return f"{State(state).label}: {moved}"
 
 
 class Shipment(models.Model):

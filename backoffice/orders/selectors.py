@@ -1,4 +1,6 @@
-"""Reads of orders for people: the numbers a merchant checks every morning."""
+"""Reads of orders for people: the lists people work through and the numbers a merchant checks
+every morning. The conditions are written once here and used by the admin's filters and badge,
+the dashboard, the integration API and reviews."""
 
 from __future__ import annotations
 
@@ -6,13 +8,64 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import Count, DecimalField, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backoffice.money import MONEY_FIELD_KWARGS, quantize
-from backoffice.orders.models import Order
-from backoffice.orders.status import PURCHASED_STATUSES, OrderStatus
+from backoffice.orders.models import Order, OrderLine
+from backoffice.orders.status import (
+    MAY_SHIP_MORE,
+    MONEY_HELD,
+    SHIPPABLE_PAYMENT,
+    FulfilmentStatus,
+    OrderStatus,
+    PaymentStatus,
+)
+
+
+def units_left_to_ship_q(prefix: str = "") -> Q:
+    """A line of the order still has units owed (ordered, not shipped, not refunded)."""
+    left = OrderLine.objects.filter(
+        order=OuterRef(f"{prefix}pk"),
+        quantity__gt=F("quantity_shipped") + F("quantity_refunded"),
+    )
+    return Q(Exists(left))
+
+
+def to_fulfil_q() -> Q:
+    """To fulfil: open, paid (or paid on delivery and not paid yet), and something left to ship
+    (a part-shipped order whose rest was refunded is not)."""
+    return (
+        Q(status=OrderStatus.OPEN, fulfilment_status__in=MAY_SHIP_MORE)
+        & (Q(payment_status__in=SHIPPABLE_PAYMENT)
+           | Q(payment_status=PaymentStatus.UNPAID, pay_on_delivery=True))
+        & units_left_to_ship_q()
+    )
+
+
+def awaiting_payment_q() -> Q:
+    """Open and unpaid (holding stock until paid or expired; cash on delivery until paid)."""
+    return Q(status=OrderStatus.OPEN, payment_status=PaymentStatus.UNPAID)
+
+
+def refund_due_q(prefix: str = "") -> Q:
+    """The store holds money it must give back: a cancelled order's, or a second payment
+    (``status.refund_due``)."""
+    return (Q(**{f"{prefix}payment_status": PaymentStatus.OVERPAID})
+            | Q(**{f"{prefix}status": OrderStatus.CANCELLED,
+                   f"{prefix}payment_status__in": MONEY_HELD}))
+
+
+def purchased_q(prefix: str = "") -> Q:
+    """Counts as bought (``status.is_purchased``): not cancelled, not refunded in full, paid or
+    being fulfilled."""
+    return (
+        ~Q(**{f"{prefix}status": OrderStatus.CANCELLED})
+        & ~Q(**{f"{prefix}payment_status": PaymentStatus.REFUNDED})
+        & (Q(**{f"{prefix}payment_status__in": MONEY_HELD})
+           | ~Q(**{f"{prefix}fulfilment_status": FulfilmentStatus.UNFULFILLED}))
+    )
 
 
 @dataclass(frozen=True)
@@ -22,20 +75,21 @@ class MorningNumbers:
     sales_last_7_days: Decimal
     to_fulfil: int
     awaiting_payment: int
+    refunds_due: int = 0
 
 
 def morning_numbers(now=None) -> MorningNumbers:
-    """Today's orders and sales (paid or being fulfilled, refunds taken off), the last seven
-    days' sales, orders to fulfil and orders awaiting payment: one aggregate query."""
+    """Today's orders and sales (bought: paid or being fulfilled, refunds taken off), the last
+    seven days' sales, orders to fulfil, orders awaiting payment and refunds due: one aggregate
+    query."""
     now = timezone.localtime(now or timezone.now())
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     week = today - timedelta(days=6)
-    bought = Q(status__in=PURCHASED_STATUSES)
+    bought = purchased_q()
     money = DecimalField(**MONEY_FIELD_KWARGS)
     net = F("total") - F("refunded_total")
     numbers = Order.objects.filter(
-        Q(created_at__gte=week) | Q(status__in=[OrderStatus.PAID, OrderStatus.PROCESSING,
-                                                OrderStatus.PENDING_PAYMENT])
+        Q(created_at__gte=week) | Q(status=OrderStatus.OPEN) | refund_due_q()
     ).aggregate(
         orders_today=Count("pk", filter=Q(created_at__gte=today) & ~Q(
             status=OrderStatus.CANCELLED)),
@@ -43,11 +97,12 @@ def morning_numbers(now=None) -> MorningNumbers:
                                  output_field=money), Decimal("0"), output_field=money),
         sales_week=Coalesce(Sum(net, filter=bought & Q(created_at__gte=week),
                                 output_field=money), Decimal("0"), output_field=money),
-        to_fulfil=Count("pk", filter=Q(status__in=[OrderStatus.PAID, OrderStatus.PROCESSING])),
-        awaiting=Count("pk", filter=Q(status=OrderStatus.PENDING_PAYMENT)),
+        to_fulfil=Count("pk", filter=to_fulfil_q()),
+        awaiting=Count("pk", filter=awaiting_payment_q()),
+        refunds_due=Count("pk", filter=refund_due_q()),
     )
     return MorningNumbers(
         orders_today=numbers["orders_today"], sales_today=quantize(numbers["sales_today"]),
         sales_last_7_days=quantize(numbers["sales_week"]), to_fulfil=numbers["to_fulfil"],
-        awaiting_payment=numbers["awaiting"],
+        awaiting_payment=numbers["awaiting"], refunds_due=numbers["refunds_due"],
     )

@@ -1,10 +1,17 @@
-"""What happens to an order after checkout: status moves, cancelling, shipping, refunds.
+"""What happens to an order after checkout: payment, shipping, delivery, cancelling, refunds.
 
-The admin actions, the API (customers and integration keys) and the jobs all call these. Each
-locks the order row first, so two clerks (or a clerk and the expiry job) never both act on the
-same order; an illegal status move raises ``IllegalTransition`` and changes nothing. Every move
-writes an ``OrderEvent`` and queues the ``order_status_changed`` plugin event in the same
-transaction.
+The admin actions, the API (customers and integration keys), the payments service (webhooks,
+manual payments, refunds) and the jobs all call these. Each locks the order row first
+(``select_for_update``) and decides from the order as read under that lock, so a customer's
+cancel and a payment landing at the same moment are decided one after the other, never both
+from a stale read. An order's states move only through ``_apply``, which checks every move in
+its machine (``backoffice.orders.status``; an illegal move raises and, the transaction rolling
+back, changes nothing), derives the overall status, and for each move writes one
+``OrderEvent`` (actor, time, which state, from, to, note) and queues the
+``order_status_changed`` plugin event in the same transaction.
+
+What may be done to an order, and why not, is said once, by ``refusal``: the services raise its
+words under the lock, and the admin asks it to show only the actions an order allows.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -35,36 +43,164 @@ from backoffice.orders.models import (
     ShipmentLine,
 )
 from backoffice.orders.status import (
-    PURCHASED_STATUSES,
-    REFUNDABLE_STATUSES,
-    SHIPPABLE_STATUSES,
+    MONEY_HELD,
+    SHIPPABLE_PAYMENT,
+    FulfilmentStatus,
     IllegalTransition,
+    OrderError,
     OrderStatus,
+    PaymentStatus,
+    State,
     check_move,
+    fulfilment_of,
+    is_purchased,
+    label,
+    overall_status,
+    payment_after_refunds,
 )
 from backoffice.plugin_host.events import emit_event
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "IllegalTransition", "OrderError", "cancel_order", "create_shipment", "expire_unpaid_orders",
-    "mark_delivered", "mark_paid", "record_late_payment", "record_refund", "settle_refund",
-    "transition", "add_note", "attach_guest_orders", "move_to", "refundable_amount",
-    "refundable_quantities", "shippable_quantities",
+    "IllegalTransition", "OrderError", "RULES", "Facts", "add_note", "attach_guest_orders",
+    "cancel_order", "create_shipment", "expire_unpaid_orders", "facts", "mark_delivered",
+    "mark_paid", "move_to", "overpayment_returned", "payment_received",
+    "record_refund", "refundable_amount", "refundable_quantities", "refusal", "settle_refund",
+    "shippable_quantities",
 ]
 
+P = PaymentStatus
+FS = FulfilmentStatus
+S = OrderStatus
 
-class OrderError(Exception):
-    """An order operation that cannot be done; nothing was changed. ``code`` is for programs."""
+# What each action needs, in the words its form shows and its refusal repeats.
+RULES = {
+    "mark_paid": "An order is marked paid only while it is unpaid and not cancelled.",
+    "ship": "An order ships only while it is not cancelled and is paid, or paid on delivery.",
+    "deliver": "An order is delivered once everything in it has shipped.",
+    "cancel": "An order can be cancelled only until any of it ships.",
+    "cancel_unpaid": "An order can be cancelled here only while it is unpaid and none of it "
+                     "has shipped.",
+    "refund": "Only money that was paid can be refunded.",
+}
+ACTIONS = frozenset(RULES)
+NOTHING_TO_SHIP = "Nothing is left to ship."
 
-    def __init__(self, message: str, code: str = "order_error") -> None:
-        super().__init__(message)
-        self.code = code
+
+# --- Reading an order ---------------------------------------------------------------------------
 
 
 def _lock(order: Order | int) -> Order:
     pk = order.pk if isinstance(order, Order) else order
     return Order.objects.select_for_update(of=("self",)).get(pk=pk)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What an order's lines and shipments say (one query): units still owed (ordered, not
+    shipped, not refunded), shipments made and how many of them arrived."""
+
+    left_to_ship: int
+    shipments: int
+    delivered: int
+
+
+def _left_expression():
+    return Greatest(F("quantity") - F("quantity_shipped") - F("quantity_refunded"), Value(0))
+
+
+def with_facts(queryset):
+    """Orders annotated with their ``facts`` (three correlated subqueries in the same query),
+    so that ``facts(order)`` reads them without another query."""
+    left = (OrderLine.objects.filter(order=OuterRef("pk")).order_by().values("order")
+            .annotate(n=Sum(_left_expression())).values("n"))
+    shipments = (Shipment.objects.filter(order=OuterRef("pk")).order_by().values("order")
+                 .annotate(n=Count("pk")).values("n"))
+    delivered = (Shipment.objects.filter(order=OuterRef("pk"), delivered_at__isnull=False)
+                 .order_by().values("order").annotate(n=Count("pk")).values("n"))
+    return queryset.annotate(
+        f_left=Coalesce(Subquery(left, output_field=IntegerField()), 0),
+        f_shipments=Coalesce(Subquery(shipments, output_field=IntegerField()), 0),
+        f_delivered=Coalesce(Subquery(delivered, output_field=IntegerField()), 0),
+    )
+
+
+def facts(order: Order | int) -> Facts:
+    """The order's ``Facts``: from its annotations when read ``with_facts``, else one query
+    (under the lock, the services always ask again)."""
+    if isinstance(order, Order) and hasattr(order, "f_left"):
+        return Facts(order.f_left, order.f_shipments, order.f_delivered)
+    pk = order.pk if isinstance(order, Order) else order
+    row = with_facts(Order.objects.filter(pk=pk)).values(
+        "f_left", "f_shipments", "f_delivered").get()
+    return Facts(row["f_left"], row["f_shipments"], row["f_delivered"])
+
+
+def refusal(order: Order, action: str, known: Facts | None = None) -> str:
+    """Why ``action`` cannot be done to ``order`` as read ("" when it can). The services ask it
+    under the order's lock and raise its answer; the admin asks it to offer only what an order
+    allows. ``known``: the order's ``facts`` when already read."""
+    if action not in ACTIONS:
+        raise ValueError(f"{action!r} is not an order action")
+    rule = RULES[action]
+    payment = order.payment_status
+    cancelled = order.status == S.CANCELLED
+    if action == "mark_paid":
+        if cancelled:
+            return f"{rule} This one is cancelled."
+        if payment != P.UNPAID:
+            return f"{rule} This one is {label(State.PAYMENT, payment)} already."
+        return ""
+    if action in {"cancel", "cancel_unpaid"}:
+        if cancelled:
+            return "This order is cancelled already."
+        if order.fulfilment_status != FS.UNFULFILLED:
+            return f"{rule} Part of this one has shipped: it can be refunded instead."
+        if action == "cancel_unpaid" and payment != P.UNPAID:
+            return (f"{rule} This one is {label(State.PAYMENT, payment)}: contact the store to "
+                    "cancel it.")
+        return ""
+    if action == "ship":
+        if cancelled:
+            return f"{rule} This one is cancelled."
+        if payment == P.REFUNDED:
+            return f"{rule} Everything paid for this one was refunded."
+        if payment not in SHIPPABLE_PAYMENT and not (
+                payment == P.UNPAID and order.pay_on_delivery):
+            return f"{rule} This one is unpaid and not paid on delivery."
+        known = known or facts(order)
+        if not known.left_to_ship:
+            return NOTHING_TO_SHIP
+        return ""
+    if action == "deliver":
+        if order.fulfilment_status == FS.DELIVERED:
+            return "This order is delivered already."
+        known = known or facts(order)
+        if not known.shipments:
+            return "Nothing has shipped yet; create a shipment first."
+        if known.left_to_ship:
+            return (ngettext("%(count)d item has not shipped yet.",
+                             "%(count)d items have not shipped yet.", known.left_to_ship)
+                    % {"count": known.left_to_ship}) + f" {rule}"
+        return ""
+    # refund
+    if payment == P.UNPAID:
+        return "Nothing has been paid for this order, so nothing can be refunded."
+    if payment not in MONEY_HELD:
+        return "Everything paid for this order has been refunded already."
+    return ""
+
+
+def _refuse(order: Order, action: str, known: Facts | None = None, code: str = "") -> None:
+    reason = refusal(order, action, known)
+    if reason == NOTHING_TO_SHIP:
+        raise OrderError(reason, "nothing_to_ship")
+    if reason:
+        raise OrderError(reason, code or f"cannot_{action}")
+
+
+# --- Moving an order's states (the one place) ---------------------------------------------------
 
 
 def _event(order: Order, kind: str, actor: Actor, note: str = "", **fields) -> OrderEvent:
@@ -74,23 +210,60 @@ def _event(order: Order, kind: str, actor: Actor, note: str = "", **fields) -> O
     )
 
 
-def _move(order: Order, status: str, actor: Actor, note: str = "") -> None:
-    """On a locked order: check, save, record, tell plugins."""
-    old = order.status
-    check_move(old, status)
-    order.status = status
-    fields = ["status", "updated_at"]
-    if status == OrderStatus.PAID and order.paid_at is None:
+def _apply(order: Order, actor: Actor, note: str = "", *, payment: str | None = None,
+           fulfilment: str | None = None, cancel: bool = False,
+           left_to_ship: int | None = None) -> list[tuple[str, str, str]]:
+    """On a locked order: move its payment and/or fulfilment state and/or cancel it, each move
+    checked in its machine before anything is written, then the overall status derived
+    (``status.overall_status``). Each move writes one ``OrderEvent`` and one
+    ``order_status_changed`` plugin event. Returns the moves ``(state, from, to)``."""
+    wanted = {
+        State.PAYMENT: (order.payment_status, payment or order.payment_status),
+        State.FULFILMENT: (order.fulfilment_status, fulfilment or order.fulfilment_status),
+    }
+    moves = []
+    for state, (old, new) in wanted.items():
+        if old != new:
+            check_move(state, old, new)
+            moves.append((state, old, new))
+    if cancel:
+        check_move(State.ORDER, order.status, S.CANCELLED)
+    new_payment, new_fulfilment = wanted[State.PAYMENT][1], wanted[State.FULFILMENT][1]
+    cancelled = cancel or order.status == S.CANCELLED
+    if left_to_ship is None and not cancelled and new_fulfilment == FS.UNFULFILLED:
+        left_to_ship = facts(order).left_to_ship
+    overall = overall_status(payment=new_payment, fulfilment=new_fulfilment, cancelled=cancelled,
+                             left_to_ship=left_to_ship or 0)
+    if overall != order.status:
+        check_move(State.ORDER, order.status, overall)
+        moves.append((State.ORDER, order.status, overall))
+    if not moves:
+        return []
+    bought_before = is_purchased(status=order.status, payment=order.payment_status,
+                                 fulfilment=order.fulfilment_status)
+    order.payment_status, order.fulfilment_status, order.status = (
+        new_payment, new_fulfilment, overall)
+    fields = ["payment_status", "fulfilment_status", "status", "updated_at"]
+    if new_payment == P.PAID and order.paid_at is None:
         order.paid_at = timezone.now()
         fields.append("paid_at")
+    if cancel:
+        order.cancelled_at = timezone.now()
+        fields.append("cancelled_at")
     order.save(update_fields=fields)
-    _event(order, OrderEvent.Kind.STATUS, actor, note, from_status=old, to_status=status)
-    if order.user_id and (old in PURCHASED_STATUSES) != (status in PURCHASED_STATUSES):
+    for state, old, new in moves:
+        _event(order, OrderEvent.Kind.STATUS, actor, note, state=state, from_status=old,
+               to_status=new)
+        emit_event(
+            "order_status_changed", order_id=order.pk, order_number=order.number or "",
+            old_status=old, new_status=new, state=state, status=order.status,
+            payment_status=order.payment_status, fulfilment_status=order.fulfilment_status,
+        )
+    bought = is_purchased(status=order.status, payment=order.payment_status,
+                          fulfilment=order.fulfilment_status)
+    if order.user_id and bought != bought_before:
         _refresh_reviews(order.user_id, [order.pk])
-    emit_event(
-        "order_status_changed", order_id=order.pk, order_number=order.number or "",
-        old_status=old, new_status=status,
-    )
+    return moves
 
 
 def _refresh_reviews(user_id: int, order_ids: list[int]) -> None:
@@ -101,6 +274,9 @@ def _refresh_reviews(user_id: int, order_ids: list[int]) -> None:
                        .values_list("product_id_snapshot", flat=True).distinct())
     if product_ids:
         refresh_verified_purchases(user_id=user_id, product_ids=product_ids)
+
+
+# --- Stock held by an order ------------------------------------------------------------------
 
 
 def _reference(order: Order) -> str:
@@ -180,74 +356,81 @@ def _release_all(order: Order, actor: Actor, note: str) -> None:
         Allocation.objects.filter(pk__in=[a.pk for a, _ in held]).update(quantity=0)
 
 
+
+# --- Payment ------------------------------------------------------------------------------------
+
+
 @transaction.atomic
-def transition(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> Order:
-    """Move an order to ``status`` (no stock or money side effects: use ``cancel_order``,
-    ``create_shipment``, ``mark_delivered`` and ``record_refund`` for those)."""
+def payment_received(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """Money for the whole order arrived (a provider's success, staff's manual payment): a fact,
+    never refused, decided under the lock.
+
+    - Unpaid: the order is paid. If it was cancelled a moment earlier, it stays cancelled, the
+      money is kept on it and a refund is due (``Order.refund_due``); staff are told.
+    - Paid already: this is a second payment: the order is overpaid, a refund is due.
+    """
     order = _lock(order)
-    check_move(order.status, status)
-    if status == OrderStatus.CANCELLED:
-        raise OrderError("Cancel with cancel_order(), which releases the stock.", "use_cancel")
-    if status == OrderStatus.SHIPPED:
-        raise OrderError("Ship with create_shipment(), which takes the stock.", "use_shipment")
-    if status == OrderStatus.DELIVERED:
-        raise OrderError("Deliver with mark_delivered(), once everything has shipped.",
-                         "use_delivered")
-    if status in {OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED}:
-        raise OrderError("Refund with record_refund().", "use_refund")
-    _move(order, status, actor, note)
+    if order.payment_status == P.UNPAID:
+        _apply(order, actor, note, payment=P.PAID)
+        if order.status == S.CANCELLED:
+            _event(order, OrderEvent.Kind.PAYMENT, actor,
+                   "Payment received after the order was cancelled: the money is kept on the "
+                   "order; refund it, or contact the customer.")
+        return order
+    if order.payment_status != P.OVERPAID:
+        _apply(order, actor, note or "A second payment arrived.", payment=P.OVERPAID)
+    _event(order, OrderEvent.Kind.PAYMENT, actor,
+           "Paid twice: a payment came after the order was paid. Refund one of them.")
     return order
 
 
 @transaction.atomic
 def mark_paid(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
-    """Money received in full. A cash-on-delivery order already being fulfilled keeps its
-    fulfilment status and gets its ``paid_at``."""
+    """Staff (or an integration) say the money was received in full. Refused for a cancelled
+    order; an order paid already is left as it is. (``payments.record_manual_payment`` also
+    records the payment; this is the order's side.)"""
     order = _lock(order)
-    if order.paid_at is not None:
+    if order.payment_status != P.UNPAID and order.status != S.CANCELLED:
         return order
-    if order.status == OrderStatus.PENDING_PAYMENT:
-        _move(order, OrderStatus.PAID, actor, note)
-    elif order.status in {OrderStatus.PROCESSING, OrderStatus.SHIPPED, OrderStatus.DELIVERED}:
-        order.paid_at = timezone.now()
-        order.save(update_fields=["paid_at", "updated_at"])
-        _event(order, OrderEvent.Kind.PAYMENT, actor, note or "Payment received.")
-    else:
-        raise IllegalTransition(order.status, OrderStatus.PAID)
-    return order
+    _refuse(order, "mark_paid")
+    return payment_received(order, actor=actor, note=note)
 
 
 @transaction.atomic
-def record_late_payment(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
-    """Money arrived for an order already cancelled (its payment window ran out, its stock went
-    back): the order stays cancelled, and is marked paid so that the money can be refunded."""
+def overpayment_returned(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
+    """The extra payment of an overpaid order went back: its payment state is again what its
+    refunds say."""
     order = _lock(order)
-    if order.status != OrderStatus.CANCELLED:
-        raise OrderError("Only a cancelled order takes a late payment.", "not_cancelled")
-    if order.paid_at is None:
-        order.paid_at = timezone.now()
-        order.save(update_fields=["paid_at", "updated_at"])
-    _event(order, OrderEvent.Kind.PAYMENT, actor,
-           note or "Payment received after the order was cancelled: refund it, or contact the "
-                   "customer.")
+    if order.payment_status == P.OVERPAID:
+        _apply(order, actor, note or "The second payment was given back.",
+               payment=payment_after_refunds(total=order.total,
+                                             refunded_total=order.refunded_total))
     return order
 
 
+# --- Cancelling ---------------------------------------------------------------------------------
+
+
 @transaction.atomic
-def cancel_order(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> Order:
-    """Cancel an order that has not shipped: its allocated stock goes back on the shelf, and an
-    unpaid order gives its coupon use back. Money already paid is refunded with
-    ``record_refund`` (the order stays cancelled)."""
+def cancel_order(order: Order | int, *, actor: Actor = SYSTEM, note: str = "",
+                 only_if_unpaid: bool = False) -> Order:
+    """Cancel an order none of which has shipped: its allocated stock goes back on the shelf,
+    and an unpaid order gives its coupon use back. Money already paid stays on the order, a
+    refund due (``record_refund``). ``only_if_unpaid`` (a customer cancelling): refused unless
+    the order is unpaid, as read under the lock, so a payment landing at the same moment wins
+    or loses cleanly."""
     from backoffice.promotions.services import give_back
 
     order = _lock(order)
-    check_move(order.status, OrderStatus.CANCELLED)
-    if OrderLine.objects.filter(order=order, quantity_shipped__gt=0).exists():
-        raise OrderError("Part of this order has shipped; refund it instead.", "already_shipped")
+    _refuse(order, "cancel_unpaid" if only_if_unpaid else "cancel", code="not_cancellable")
     _release_all(order, actor, note or "order cancelled")
-    if order.paid_at is None:
+    if order.payment_status == P.UNPAID:
         give_back(order)
-    _move(order, OrderStatus.CANCELLED, actor, note)
+    _apply(order, actor, note, cancel=True)
+    if order.refund_due:
+        _event(order, OrderEvent.Kind.PAYMENT, actor,
+               f"Cancelled with {format_money(order.total - order.refunded_total, order.currency)}"
+               " paid: refund it.")
     return order
 
 
@@ -256,7 +439,8 @@ def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
     every minute). Each order in its own transaction; returns how many were cancelled."""
     now = now or timezone.now()
     due = list(
-        Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, payment_due_at__lte=now)
+        Order.objects.filter(status=S.OPEN, payment_status=P.UNPAID, pay_on_delivery=False,
+                             payment_due_at__lte=now)
         .order_by("payment_due_at").values_list("pk", flat=True)[:limit]
     )
     done = 0
@@ -264,8 +448,11 @@ def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
         try:
             with transaction.atomic():
                 order = _lock(pk)
-                # Paid (or cancelled) between the query and the lock: leave it.
-                if order.status != OrderStatus.PENDING_PAYMENT or order.payment_due_at > now:
+                # Paid, cancelled or shipped between the query and the lock: leave it.
+                if (order.status != S.OPEN or order.payment_status != P.UNPAID
+                        or order.fulfilment_status != FS.UNFULFILLED
+                        or order.pay_on_delivery or order.payment_due_at is None
+                        or order.payment_due_at > now):
                     continue
                 cancel_order(order, actor=Actor(label="payment window expired"),
                              note="Not paid in time.")
@@ -275,6 +462,9 @@ def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
             # and is tried again next minute, with the error in the log.
             logger.exception("could not cancel expired order %s", pk)
     return done
+
+
+# --- Shipping and delivery ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -292,7 +482,8 @@ def create_shipment(
     order: Order | int, request: ShipmentRequest, *, actor: Actor = SYSTEM
 ) -> Shipment:
     """Ship some or all of what is left: allocated stock leaves the shelf (on hand and
-    allocation go down together). The order becomes *shipped* once nothing is left to ship.
+    allocation go down together). The fulfilment state follows (partially shipped, shipped);
+    the payment state never moves here.
 
     Units sold without stock: those of a variant whose stock is not tracked ship without any
     stock movement; backordered units of a tracked variant come off the shelf now, from what is
@@ -300,8 +491,7 @@ def create_shipment(
     receive the goods into stock first), and the rows they came from are remembered (an
     allocation of 0) so that a restocking refund puts them back there."""
     order = _lock(order)
-    if order.status not in SHIPPABLE_STATUSES:
-        raise IllegalTransition(order.status, OrderStatus.SHIPPED)
+    _refuse(order, "ship", code="not_shippable")
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
     shippable = shippable_quantities(order, lines)
     wanted = dict(request.lines) if request.lines else {
@@ -309,7 +499,7 @@ def create_shipment(
     }
     wanted = {pk: qty for pk, qty in wanted.items() if qty}
     if not wanted:
-        raise OrderError("Nothing is left to ship.", "nothing_to_ship")
+        raise OrderError(NOTHING_TO_SHIP, "nothing_to_ship")
     for pk, quantity in wanted.items():
         if pk not in lines:
             raise OrderError(f"Line {pk} is not in this order.", "unknown_line")
@@ -359,57 +549,48 @@ def create_shipment(
            + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "") + ".")
     emit_event("shipment_created", shipment_id=shipment.pk, order_id=order.pk,
                carrier=shipment.carrier, tracking_number=shipment.tracking_number)
-    left = sum(
-        line.quantity_to_ship for line in OrderLine.objects.filter(order=order)
-    )
-    if order.status == OrderStatus.PAID:
-        _move(order, OrderStatus.PROCESSING, actor)
-    if left == 0:
-        _move(order, OrderStatus.SHIPPED, actor)
+    _follow_the_goods(order, actor)
     return shipment
+
+
+def _follow_the_goods(order: Order, actor: Actor, note: str = "") -> list:
+    """The fulfilment state the shipments and lines now say (never a payment move)."""
+    known = facts(order)
+    return _apply(order, actor, note, left_to_ship=known.left_to_ship,
+                  fulfilment=fulfilment_of(shipments=known.shipments, delivered=known.delivered,
+                                           left_to_ship=known.left_to_ship))
 
 
 @transaction.atomic
 def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: int | None = None,
                    note: str = "") -> Order:
-    """Delivered: every shipment (or one) gets its delivery time; the order moves to
-    *delivered* once everything it ships has shipped and every shipment has arrived."""
+    """Delivered: every shipment (or one, ``shipment_id``) gets its delivery time. The whole
+    order is marked delivered only once everything in it has shipped; one shipment may arrive
+    any time (partially delivered). Whatever its payment says: a refund never undoes where the
+    goods are, and a delivery never moves the money."""
     order = _lock(order)
-    if order.status in {OrderStatus.DELIVERED, OrderStatus.REFUNDED}:
-        # Nothing to move: still note when shipments arrive (a refunded order in transit).
-        arrived = Shipment.objects.filter(order=order, delivered_at__isnull=True)
-        if shipment_id is not None:
-            arrived = arrived.filter(pk=shipment_id)
-        if arrived.update(delivered_at=timezone.now()):
-            _event(order, OrderEvent.Kind.SHIPMENT, actor, note or "Shipment arrived.")
-        return order
-    if shipment_id is None:
-        check_move(order.status, OrderStatus.DELIVERED)
     shipments = Shipment.objects.filter(order=order, delivered_at__isnull=True)
-    if shipment_id is not None:
+    if shipment_id is None:
+        _refuse(order, "deliver", code="not_deliverable")
+    else:
         shipments = shipments.filter(pk=shipment_id)
         if not shipments.exists():
             raise OrderError(f"Shipment {shipment_id} is not an undelivered shipment of this "
                              "order.", "unknown_shipment")
-    elif not Shipment.objects.filter(order=order).exists():
-        raise OrderError("Nothing has shipped yet; create a shipment first.", "not_shipped")
     shipments.update(delivered_at=timezone.now())
-    left = sum(line.quantity_to_ship for line in OrderLine.objects.filter(order=order))
-    arrived = not Shipment.objects.filter(order=order, delivered_at__isnull=True).exists()
-    if left == 0 and arrived and order.status != OrderStatus.DELIVERED:
-        _move(order, OrderStatus.DELIVERED, actor, note)
-    elif shipment_id is None and left:
-        raise OrderError(ngettext("%(count)d item has not shipped yet.",
-                                  "%(count)d items have not shipped yet.", left)
-                         % {"count": left}, "not_shipped")
-    else:
-        _event(order, OrderEvent.Kind.SHIPMENT, actor, note or f"Shipment {shipment_id} arrived.")
+    if not _follow_the_goods(order, actor, note):
+        _event(order, OrderEvent.Kind.SHIPMENT, actor,
+               note or (f"Shipment {shipment_id} arrived." if shipment_id else
+                        "Shipments arrived."))
     return order
 
 
 @transaction.atomic
 def add_note(order: Order | int, note: str, *, actor: Actor = SYSTEM) -> OrderEvent:
     return _event(_lock(order), OrderEvent.Kind.NOTE, actor, note)
+
+
+# --- Refunds ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -440,13 +621,15 @@ def refundable_quantities(order: Order, lines: Mapping[int, OrderLine]) -> dict[
 
 
 def refundable_amount(order: Order) -> Decimal:
-    """Money that may still be refunded: the total, less what was refunded and what pending
-    refunds hold."""
+    """Money that may still be refunded: nothing for an order never paid; else the total, less
+    what was refunded and what pending refunds hold."""
+    if order.payment_status == P.UNPAID:
+        return Decimal("0")
     pending = sum(
         (r.amount for r in Refund.objects.filter(order=order, status=Refund.Status.PENDING)),
         Decimal("0"),
     )
-    return order.total - order.refunded_total - pending
+    return max(order.total - order.refunded_total - pending, Decimal("0"))
 
 
 @transaction.atomic
@@ -454,9 +637,10 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
                   status: str = Refund.Status.SUCCEEDED, provider_refund_id: str = "",
                   payment_id: int | None = None) -> Refund:
     """Record money given back: an amount (at most what is left to refund), for lines or not,
-    with their goods back on the shelf or not. The order becomes *refunded* when everything
-    paid has been given back, else *partially refunded* (a cancelled order stays cancelled);
-    a full refund releases whatever stock the order still held.
+    with their goods back on the shelf or not. The payment state becomes *refunded* when
+    everything paid has been given back, else *partially refunded*; the fulfilment state never
+    moves (a refunded parcel is still where it is). A full refund releases whatever stock the
+    order still held.
 
     The payment provider is called by the payments service before this records its answer:
     ``succeeded`` takes effect now; ``pending`` (the provider settles later) is recorded, holds
@@ -467,14 +651,10 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
         raise OrderError(f"{status!r} is not a refund status (use one of "
                          f"{', '.join(Refund.Status.values)}).", "invalid_status")
     order = _lock(order)
-    if order.status not in REFUNDABLE_STATUSES:
-        raise OrderError(
-            f"An order that is {order.get_status_display().lower()} has nothing to refund.",
-            "not_refundable",
-        )
-    if order.paid_at is None:
-        raise OrderError("Nothing has been paid for this order, so nothing can be refunded.",
-                         "not_paid")
+    reason = refusal(order, "refund")
+    if reason:
+        raise OrderError(reason, "not_paid" if order.payment_status == P.UNPAID
+                         else "not_refundable")
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
     wanted = {pk: qty for pk, qty in (request.lines or {}).items() if qty}
     refundable = refundable_quantities(order, lines)
@@ -557,7 +737,7 @@ def _pending_line_quantities(order: Order) -> dict[int, int]:
 def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
                   actor: Actor) -> None:
     """A succeeded refund's effects, on the locked order: lines counted, stock released or put
-    back, the refunded total and the status."""
+    back, the refunded total and the payment state (never the fulfilment state)."""
     wanted = dict(refund.lines.values_list("line_id", "quantity"))
     for pk, quantity in wanted.items():
         OrderLine.objects.filter(pk=pk).update(quantity_refunded=F("quantity_refunded") + quantity)
@@ -570,12 +750,13 @@ def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
            f"Refunded {format_money(refund.amount, order.currency)}"
            + (" (restocked)" if refund.restock else "")
            + (f": {refund.reason}" if refund.reason else "."))
-    full = order.refunded_total >= order.total
-    if full:
+    if order.refunded_total >= order.total:
         # Everything paid is back with the customer: nothing more will ship.
         _release_all(order, actor, "refunded in full")
-    if order.status != OrderStatus.CANCELLED:
-        _move(order, OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED, actor)
+    # An overpaid order stays overpaid until its extra payment goes back.
+    payment = order.payment_status if order.payment_status == P.OVERPAID else (
+        payment_after_refunds(total=order.total, refunded_total=order.refunded_total))
+    _apply(order, actor, payment=payment)
 
 
 def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: dict[int, int],
@@ -593,7 +774,7 @@ def _settle_refunded_lines(order: Order, lines: dict[int, OrderLine], wanted: di
             returned.extend(_shipped_from(line, shipped_back))
     # A cancelled order gave its allocations back when it was cancelled. Units sold without
     # stock (unallocated) go first and hold nothing to release.
-    release = [] if order.status == OrderStatus.CANCELLED else _take_allocations(
+    release = [] if order.status == S.CANCELLED else _take_allocations(
         order, {pk: q for pk, q in unshipped.items() if q}, unallocated_first=lines,
     )[0]
     reference = _reference(order)
@@ -629,18 +810,22 @@ def attach_guest_orders(user: AbstractBaseUser) -> int:
     return attached
 
 
+# What an integration (or a clerk) may ask an order to become, and the service that does it.
+MOVES = ("paid", "shipped", "delivered", "cancelled")
+
+
 def move_to(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> Order:
-    """Whatever status a clerk or an integration asks for, through the service that does it
-    with its side effects (cancel releases stock, shipped ships what is left, ...)."""
-    if status == OrderStatus.CANCELLED:
+    """``paid``, ``shipped`` (ships everything left), ``delivered`` or ``cancelled`` (releases
+    the stock), through the service that does it with its side effects. Refunds are recorded
+    with ``record_refund``."""
+    if status == S.CANCELLED:
         return cancel_order(order, actor=actor, note=note)
-    if status == OrderStatus.PAID:
+    if status == P.PAID:
         return mark_paid(order, actor=actor, note=note)
-    if status == OrderStatus.SHIPPED:
-        shipment = create_shipment(order, ShipmentRequest(), actor=actor)
-        return shipment.order
-    if status == OrderStatus.DELIVERED:
+    if status == FS.SHIPPED:
+        return create_shipment(order, ShipmentRequest(), actor=actor).order
+    if status == FS.DELIVERED:
         return mark_delivered(order, actor=actor, note=note)
-    if status in {OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED}:
-        raise OrderError("Record a refund to refund an order.", "use_refund")
-    return transition(order, status, actor=actor, note=note)
+    raise OrderError(f"An order cannot be moved to {status!r}: use one of {', '.join(MOVES)}"
+                     + (" (record a refund to refund it)." if "refund" in status else "."),
+                     "unknown_move")

@@ -39,6 +39,7 @@ from backoffice.money import format_money, quantize
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund
 from backoffice.orders.status import OrderStatus
+from backoffice.orders.status import PaymentStatus as OrderPayment
 from backoffice.payments.models import Payment, PaymentEvent
 from backoffice.payments.status import (
     OPEN_STATUSES,
@@ -110,9 +111,9 @@ def webhook_url(code: str) -> str:
 
 
 def _check_payable(order: Order) -> None:
-    if order.paid_at is not None:
+    if order.payment_status != OrderPayment.UNPAID:
         raise PaymentError("This order has been paid.", "already_paid")
-    if order.status != OrderStatus.PENDING_PAYMENT:
+    if order.status != OrderStatus.OPEN:
         raise PaymentError(
             f"An order that is {order.get_status_display().lower()} cannot be paid.",
             "not_payable",
@@ -210,12 +211,14 @@ def _switch_method(order: Order, code: str, provider: Any) -> None:
     if order.payment_method == code:
         return
     order.payment_method = code
-    if not _flag(provider, "unpaid_orders_expire", True):
+    order.pay_on_delivery = not _flag(provider, "unpaid_orders_expire", True)
+    if order.pay_on_delivery:
         order.payment_due_at = None
     elif order.payment_due_at is None:
         order.payment_due_at = timezone.now() + timedelta(
             minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES)
-    order.save(update_fields=["payment_method", "payment_due_at", "updated_at"])
+    order.save(update_fields=["payment_method", "pay_on_delivery", "payment_due_at",
+                              "updated_at"])
 
 
 def _initiate(payment: Payment, order: Order, bound: plugins.Bound) -> None:
@@ -341,22 +344,12 @@ def apply_status(
 
 
 def _order_paid(order: Order, payment: Payment, actor: Actor, note: str) -> None:
-    """The payment succeeded: the order is paid (its stock allocation becomes final), unless
-    it was paid already or cancelled meanwhile, which staff are told to sort out."""
-    others = (Payment.objects.filter(order=order, status__in=SETTLED_STATUSES)
-              .exclude(pk=payment.pk).exists())
-    if order.paid_at is not None and others:
-        _order_event(order.pk, actor,
-                     f"Paid twice: payment {payment.pk} came after the order was paid. "
-                     "Refund one of them.")
-    elif order.status == OrderStatus.CANCELLED:
-        orders.record_late_payment(order, actor=actor)
-    elif order.paid_at is None:
-        try:
-            orders.mark_paid(order, actor=actor,
-                             note=note or f"Paid with {payment.provider} (payment {payment.pk}).")
-        except orders.IllegalTransition as exc:
-            _order_event(order.pk, actor, f"Payment received, but {exc}")
+    """The payment succeeded: the order's payment state follows, decided by the orders service
+    from the order as read under its lock: paid (its stock allocation becomes final); paid
+    already, a second payment (overpaid); cancelled a moment earlier, the money kept on it and
+    a refund due. Money received is never lost, and staff are told what to sort out."""
+    orders.payment_received(
+        order, actor=actor, note=note or f"Paid with {payment.provider} (payment {payment.pk}).")
 
 
 def _is_duplicate(payment: Payment) -> bool:
@@ -377,7 +370,16 @@ def _duplicate_refunded(payment: Payment, amount: Decimal, actor: Actor) -> str:
                                             f"{payment.currency} given back; the order stands.")
     else:
         payment.save(update_fields=["amount_refunded", "updated_at"])
+    if not _extra_money_held(payment.order_id):
+        orders.overpayment_returned(payment.order_id, actor=actor)
     return f"duplicate payment: {amount} refunded"
+
+
+def _extra_money_held(order_id: int) -> bool:
+    """A payment after the order's first one still holds money."""
+    taken = list(Payment.objects.filter(order_id=order_id, status__in=SETTLED_STATUSES)
+                 .order_by("succeeded_at", "id").values_list("amount", "amount_refunded"))
+    return any(amount > refunded for amount, refunded in taken[1:])
 
 
 def refund_duplicate(payment_id: int, *, actor: Actor = SYSTEM) -> Payment:
@@ -614,11 +616,13 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
     pk = order.pk if isinstance(order, Order) else order
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).get(pk=pk)
-        if order.paid_at is not None:
+        if (order.payment_status != OrderPayment.UNPAID
+                and order.status != OrderStatus.CANCELLED):
             return None
-        if order.status not in {OrderStatus.PENDING_PAYMENT, OrderStatus.PROCESSING,
-                                OrderStatus.SHIPPED, OrderStatus.DELIVERED}:
-            raise orders.IllegalTransition(order.status, OrderStatus.PAID)
+        # Decided under the order's lock: a cancelled order is not marked paid.
+        reason = orders.refusal(order, "mark_paid")
+        if reason:
+            raise orders.OrderError(reason, "not_payable")
         payment = (Payment.objects.filter(order=order, provider=MANUAL, status__in=OPEN_STATUSES)
                    .order_by("-id").first())
         if payment is None:
@@ -643,7 +647,7 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
 def move_to(order: Order | int, status: str, *, actor: Actor = SYSTEM, note: str = "") -> None:
     """``orders.move_to`` for clerks and integrations, with *paid* recorded as a manual
     payment (so the order's payments say how it was paid, and its refunds find the money)."""
-    if status == OrderStatus.PAID:
+    if status == OrderPayment.PAID:
         record_manual_payment(order, actor=actor, note=note)
     else:
         orders.move_to(order, status, actor=actor, note=note)

@@ -7,11 +7,15 @@ the value saved in the admin, the field's default. Secret fields are write-only 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from backoffice.plugin_host.errors import PluginConfigError
 
 FieldKind = Literal["str", "text", "secret", "int", "bool", "decimal", "url", "choice"]
 _TRUE = {"1", "true", "yes", "on"}
@@ -67,6 +71,61 @@ def coerce(field_: ConfigField, raw: Any) -> Any:
             raise ValueError(f"{text!r} is not an http(s) URL")
         return text
     return str(raw)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_base_url(raw: Any) -> str:
+    """A provider's API base URL (``https://host[:port][/prefix]``), without a trailing slash.
+
+    ValueError, with a message for the merchant, unless it is https; plain http is accepted on
+    loopback only (127.0.0.1, ::1, localhost), for local fakes and tests. No user, query or
+    fragment: credentials travel in headers, not in the address.
+    """
+    text = str(raw or "").strip()
+    parts = urlsplit(text)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError(f"{text!r} is not an address like https://api.example.com")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ValueError(f"{text!r} must use https (plain http only for 127.0.0.1 or "
+                         "localhost, e.g. a local test server)")
+    try:
+        parts.port  # noqa: B018 - parsed on access
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} must be a bare address, without a user, ?query or #part")
+    return text.rstrip("/")
+
+
+def api_base_errors(values: Mapping[str, Any], setting: str = "api_base") -> dict[str, str]:
+    """``{setting: message}`` when a plugin's API base URL setting is given and not acceptable
+    (``api_base_url``); empty when it is fine or not given. For a plugin's ``validate_config``."""
+    if not values.get(setting):
+        return {}
+    try:
+        api_base_url(values[setting])
+    except ValueError as exc:
+        return {setting: str(exc)}
+    return {}
+
+
+def configured_api_base(plugin: str, config: Mapping[str, Any], *, validate: Any,
+                        default: str, setting: str = "api_base") -> str:
+    """The API base a plugin calls: its checked setting, else ``default``. Raises
+    ``PluginConfigError`` with ``validate(config)``'s problems first, before any request."""
+    errors = validate(config)
+    if errors:
+        raise PluginConfigError(plugin, errors)
+    return api_base_url(config[setting]) if config.get(setting) else default
 
 
 @dataclass(frozen=True)

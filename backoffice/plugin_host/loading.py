@@ -148,7 +148,20 @@ class PluginHost:
         if stored is None:
             row = PluginConfig.objects.filter(identifier=name).only("settings").first()
             stored = row.settings if row else {}
-        return resolve_config(name, plugin.config_fields, stored)
+        resolved = resolve_config(name, plugin.config_fields, stored)
+        # Checks across fields (a key that belongs to the other mode...): the plugin's optional
+        # ``validate_config(values) -> {field: message}``.
+        validate = getattr(plugin.obj, "validate_config", None)
+        if not callable(validate):
+            return resolved
+        try:
+            problems = validate(resolved.values) or {}
+        except Exception as exc:  # noqa: BLE001 - a broken check is reported, not raised
+            problems = {"settings": f"could not be checked: {type(exc).__name__}: {exc}"}
+        if not problems:
+            return resolved
+        return ResolvedConfig(values=resolved.values, sources=resolved.sources,
+                              errors={**problems, **resolved.errors})
 
     # --- calling -----------------------------------------------------------------------------
 

@@ -23,11 +23,10 @@ def _bought(user_id, product_id):
     """Orders lines showing the customer bought the product: an order of theirs with it that was
     paid or is being fulfilled (not cancelled, not unpaid, not refunded in full)."""
     from backoffice.orders.models import OrderLine
-    from backoffice.orders.status import PURCHASED_STATUSES
+    from backoffice.orders.selectors import purchased_q
 
     return OrderLine.objects.filter(
-        order__user_id=user_id, product_id_snapshot=product_id,
-        order__status__in=PURCHASED_STATUSES,
+        purchased_q("order__"), order__user_id=user_id, product_id_snapshot=product_id,
     )
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from django.contrib.auth.password_validation import (
+    MinimumLengthValidator,
+    get_default_password_validators,
+)
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
@@ -22,6 +26,7 @@ from shop_api.schemas import (
     AddressValues,
     Country,
     InputSchema,
+    NotBlank,
     Phone,
     Text,
 )
@@ -29,6 +34,24 @@ from shop_api.schemas import (
 router = Router(tags=["accounts"])
 
 Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class _PasswordRules:
+    """Documents what a new password needs: the length of ``AUTH_PASSWORD_VALIDATORS``' minimum
+    (as it is when the schema is written). Shorter, common, all digits or too like the email is
+    a 400 ``weak_password`` from the validators themselves."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        for validator in get_default_password_validators():
+            if isinstance(validator, MinimumLengthValidator):
+                schema["minLength"] = max(schema.get("minLength", 0), validator.min_length)
+        schema["description"] = ("A new password: long enough, not all digits, not a common "
+                                 "password, not like the email (else a 400 weak_password).")
+        return schema
+
+
+NewPassword = Annotated[Password, _PasswordRules()]
 ERRORS = ERROR_RESPONSES
 
 
@@ -59,7 +82,7 @@ class RegisterIn(InputSchema):
     model_config = example(examples.REGISTER)
 
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
-    password: Password
+    password: NewPassword
     first_name: Text = ""
     last_name: Text = ""
     phone: Phone = ""
@@ -83,7 +106,7 @@ class PasswordChangeIn(InputSchema):
     model_config = example(examples.PASSWORD_CHANGE)
 
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class PasswordResetIn(InputSchema):
@@ -97,7 +120,7 @@ class PasswordResetConfirmIn(InputSchema):
 
     uid: Annotated[str, StringConstraints(max_length=64)]
     token: Annotated[str, StringConstraints(max_length=128)]
-    new_password: Password
+    new_password: NewPassword
 
 
 class MessageOut(Schema):
@@ -278,10 +301,10 @@ class AddressPatch(InputSchema):
     last_name: Text | None = None
     company: Text | None = None
     line1: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                            max_length=255)] | None = None
+                                            max_length=255), NotBlank] | None = None
     line2: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
     city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                           max_length=100)] | None = None
+                                           max_length=100), NotBlank] | None = None
     region: Text | None = None
     postal_code: Annotated[str, StringConstraints(strip_whitespace=True,
                                                   max_length=20)] | None = None

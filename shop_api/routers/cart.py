@@ -18,7 +18,7 @@ from shop_api import examples
 from shop_api.auth import customer_or_guest, optional_customer
 from shop_api.errors import ApiError
 from shop_api.examples import example
-from shop_api.schemas import ERROR_RESPONSES, InCurrency, InputSchema, Money
+from shop_api.schemas import ERROR_RESPONSES, InCurrency, InputSchema, Money, NotBlank
 
 router = Router(tags=["cart"], auth=customer_or_guest)
 
@@ -49,7 +49,8 @@ class CartOut(InCurrency):
 class AddLineIn(InputSchema):
     model_config = example(examples.CART_LINE)
 
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                   NotBlank]
     quantity: int = Field(default=1, ge=1, le=carts.MAX_LINE_QUANTITY)
 
 

@@ -18,7 +18,7 @@ from backoffice.catalog import storefront, storefront_cache
 from backoffice.catalog.models import Product
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
-from shop_api.schemas import ERROR_RESPONSES, Money
+from shop_api.schemas import ERROR_RESPONSES, Money, PriceFilter
 
 router = Router(tags=["catalog"])
 
@@ -164,7 +164,7 @@ def category(request: HttpRequest, path: str):
     }
 
 
-Pair = Annotated[str, StringConstraints(pattern=r"^[^:]{1,50}:.{1,100}$")]
+Pair = Annotated[str, StringConstraints(pattern=r"^[^:\x00]{1,50}:[^\x00\n]{1,100}$")]
 
 
 class ProductQuery(Schema):
@@ -174,8 +174,8 @@ class ProductQuery(Schema):
     brand: list[Annotated[str, StringConstraints(max_length=120)]] = Field(
         default_factory=list, description="One or more brands."
     )
-    min_price: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
-    max_price: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
+    min_price: PriceFilter = Field(None, description="Lowest price, e.g. 10.00; empty: none.")
+    max_price: PriceFilter = Field(None, description="Highest price, e.g. 99.50; empty: none.")
     in_stock: bool | None = None
     featured: bool | None = None
     option: list[Pair] = Field(default_factory=list, description="e.g. Size:M (repeatable)")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from django.http import HttpRequest
 from ninja import Field, Header, Router, Schema, Status
-from pydantic import StringConstraints, model_validator
+from pydantic import ConfigDict, StringConstraints, model_validator
 
 from backoffice.checkout import services as checkout
 from backoffice.customers.models import Address
@@ -27,18 +27,44 @@ from shop_api.errors import ApiError
 from shop_api.examples import example
 from shop_api.routers.cart import _cart
 from shop_api.routers.orders import OrderOut, order_out, with_details
-from shop_api.schemas import ERROR_RESPONSES, AddressFields, InCurrency, InputSchema, Money, Phone
+from shop_api.schemas import (
+    ERROR_RESPONSES,
+    AddressFields,
+    InCurrency,
+    InputSchema,
+    Money,
+    NotBlank,
+    Phone,
+)
 
 router = Router(tags=["checkout"], auth=customer_or_guest)
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
 
 
+def _present(name: str) -> dict:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def _absent(name: str) -> dict:
+    return {"properties": {name: {"type": "null"}}}  # not sent, or null
+
+
+# What ``_one_shipping_address`` checks, in the schema: one shipping address (given or saved),
+# and at most one billing address.
+_ONE_ADDRESS_EACH = {"allOf": [
+    {"anyOf": [{"allOf": [_present("shipping_address"), _absent("shipping_address_id")]},
+               {"allOf": [_present("shipping_address_id"), _absent("shipping_address")]}]},
+    {"anyOf": [_absent("billing_address"), _absent("billing_address_id")]},
+]}
+
+
 class CheckoutIn(InputSchema):
-    model_config = example(examples.CHECKOUT)
+    model_config = ConfigDict(json_schema_extra={
+        **example(examples.CHECKOUT)["json_schema_extra"], **_ONE_ADDRESS_EACH})
 
     shipping_method: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                      max_length=64)]
+                                                      max_length=64), NotBlank]
     shipping_address: AddressFields | None = None
     shipping_address_id: int | None = Field(None, description="One of your saved addresses.")
     billing_address: AddressFields | None = None
@@ -191,7 +217,7 @@ def quote(request: HttpRequest, payload: CheckoutIn):
 def place_order(
     request: HttpRequest, payload: CheckoutIn,
     idempotency_key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                      max_length=255)] = Header(
+                                                      max_length=255), NotBlank] = Header(
         ..., alias="Idempotency-Key",
         description="Unique per checkout attempt; a retry with it returns the same order."),
 ):

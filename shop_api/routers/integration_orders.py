@@ -18,7 +18,8 @@ from backoffice.integrations.models import Scope
 from backoffice.inventory.services import Actor
 from backoffice.orders import services
 from backoffice.orders.models import Order
-from backoffice.orders.status import OrderStatus
+from backoffice.orders.selectors import awaiting_payment_q, refund_due_q, to_fulfil_q
+from backoffice.orders.status import FulfilmentStatus, OrderStatus, PaymentStatus
 from backoffice.payments import services as payments
 from shop_api import examples
 from shop_api.auth import integration_auth, require_scope
@@ -26,11 +27,22 @@ from shop_api.errors import ApiError
 from shop_api.examples import example
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
 from shop_api.routers.orders import OrderOut, order_out, with_details
-from shop_api.schemas import ERROR_RESPONSES, InputSchema
+from shop_api.schemas import ERROR_RESPONSES, InputSchema, NotBlank
 
 router = Router(tags=["integrations"], auth=integration_auth)
 
-StatusValue = Annotated[str, StringConstraints(pattern="^(" + "|".join(OrderStatus.values) + ")$")]
+def _one_of(values) -> str:
+    return "^(" + "|".join(values) + ")$"
+
+
+# What an order may be asked to become (``services.move_to``).
+StatusValue = Annotated[str, StringConstraints(pattern=_one_of(services.MOVES))]
+# The lists ``?status=`` offers beside the overall states.
+LISTS = {"to_fulfil": to_fulfil_q, "awaiting_payment": awaiting_payment_q,
+         "refund_due": refund_due_q}
+StatusFilter = Annotated[str, StringConstraints(pattern=_one_of([*OrderStatus.values, *LISTS]))]
+PaymentFilter = Annotated[str, StringConstraints(pattern=_one_of(PaymentStatus.values))]
+FulfilmentFilter = Annotated[str, StringConstraints(pattern=_one_of(FulfilmentStatus.values))]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
 
@@ -44,7 +56,15 @@ class IntegrationOrderPageOut(Schema):
 
 
 class OrderFilters(Schema):
-    status: StatusValue | None = None
+    status: StatusFilter | None = Field(
+        None, description="The overall state (open, cancelled, completed), or a list: "
+                          "to_fulfil (open, paid or paid on delivery, something left to ship), "
+                          "awaiting_payment (open and unpaid), refund_due (money held for a "
+                          "cancelled order, or paid twice).")
+    payment_status: PaymentFilter | None = Field(
+        None, description=f"One of {', '.join(PaymentStatus.values)}.")
+    fulfilment_status: FulfilmentFilter | None = Field(
+        None, description=f"One of {', '.join(FulfilmentStatus.values)}.")
     updated_since: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
         None, description="Only orders changed at or after this time (ISO 8601, e.g. "
                         "2026-11-22T08:00:00Z), for syncing.",
@@ -57,13 +77,16 @@ class OrderFilters(Schema):
 class StatusIn(InputSchema):
     model_config = example(examples.ORDER_STATUS)
 
-    status: StatusValue = Field(description="paid, processing, shipped (ships everything left), "
-                                       "delivered or cancelled (releases stock).")
+    status: StatusValue = Field(description="paid (records a manual payment), shipped (ships "
+                                       "everything left), delivered (once everything "
+                                       "shipped) or cancelled (releases stock; refused once "
+                                       "anything shipped).")
     note: Note = ""
 
 
 class ShipmentLineIn(InputSchema):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                   NotBlank]
     quantity: int = Field(ge=1, le=100_000)
 
 
@@ -73,7 +96,7 @@ class ShipmentIn(InputSchema):
     carrier: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
     tracking_number: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
     tracking_url: Annotated[str, StringConstraints(
-        strip_whitespace=True, max_length=500, pattern=r"^(https?://\S+)?$")] = ""
+        strip_whitespace=True, max_length=500, pattern=r"^(https?://[^\s\x00]+)?$")] = ""
     lines: list[ShipmentLineIn] = Field(
         default_factory=list, max_length=500, description="Empty ships everything left."
     )
@@ -91,15 +114,19 @@ def _order(number: str) -> Order:
 
 
 def _moment(text: str) -> datetime:
+    """The time ``updated_since`` names, in UTC. RFC 3339 takes any offset up to ±23:59, and
+    PostgreSQL none beyond ±15:59 (a DataError, a 500): the database is given UTC only."""
     try:
         moment = parse_datetime(text)
-    except ValueError:
+        if moment is not None:
+            moment = (moment if is_aware(moment) else make_aware(moment, UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # no such date; or before year 1 or after 9999 in UTC
         moment = None
     if moment is None:
         message = "Not an ISO 8601 date and time (e.g. 2026-11-22T08:00:00Z)."
-        raise ApiError(422, "validation_error", message, [
+        raise ApiError(422, "validation_error", "The request is not valid.", [
             {"field": "updated_since", "message": message, "code": "invalid"}])
-    return moment if is_aware(moment) else make_aware(moment, UTC)
+    return moment
 
 
 def _refused(exc: Exception) -> ApiError:
@@ -111,8 +138,14 @@ def list_orders(request: HttpRequest, filters: Query[OrderFilters]):
     """Orders, least recently changed first (page through with ``updated_since`` to sync)."""
     require_scope(request, Scope.ORDERS_READ)
     orders = Order.objects.all()
-    if filters.status:
+    if filters.status in LISTS:
+        orders = orders.filter(LISTS[filters.status]())
+    elif filters.status:
         orders = orders.filter(status=filters.status)
+    if filters.payment_status:
+        orders = orders.filter(payment_status=filters.payment_status)
+    if filters.fulfilment_status:
+        orders = orders.filter(fulfilment_status=filters.fulfilment_status)
     if filters.updated_since:
         orders = orders.filter(updated_at__gte=_moment(filters.updated_since))
     start = (filters.page - 1) * filters.page_size
@@ -130,7 +163,8 @@ def get_order(request: HttpRequest, number: str):
 @router.post("/integrations/orders/{number}/status",
              response={200: IntegrationOrderOut, **ERROR_RESPONSES})
 def move_order(request: HttpRequest, number: str, payload: StatusIn):
-    """Move an order to another status. An illegal move is a 409 and changes nothing."""
+    """Mark an order paid, shipped, delivered or cancelled, through the order services (under
+    the order's row lock). A move its states do not allow is a 409 and changes nothing."""
     require_scope(request, Scope.ORDERS_WRITE)
     order = _order(number)
     try:

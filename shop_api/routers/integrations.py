@@ -28,7 +28,7 @@ from shop_api import examples
 from shop_api.auth import integration_auth, require_scope
 from shop_api.errors import ApiError
 from shop_api.examples import example
-from shop_api.schemas import ERROR_RESPONSES, InputSchema
+from shop_api.schemas import ERROR_RESPONSES, AmountIn, InputSchema, NotBlank
 
 router = Router(tags=["integrations"], auth=integration_auth)
 ERRORS = ERROR_RESPONSES
@@ -36,7 +36,8 @@ MAX_LEVELS = 1000
 
 
 class StockLevelIn(InputSchema):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                   NotBlank]
     warehouse: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] = Field(
         default="", description="Warehouse code; the default warehouse when empty."
     )
@@ -85,26 +86,27 @@ def set_stock_levels(request: HttpRequest, payload: StockLevelsIn):
 
 # --- Catalog ------------------------------------------------------------------------------------
 
-Money = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{1,12}(\.\d{1,4})?$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
 MAX_PRODUCTS = 500
 
 
 class ImageIn(InputSchema):
-    url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1000)]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\x00]*$", max_length=1000)]
     alt: Text = ""
 
 
 class VariantIn(InputSchema):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                   NotBlank]
     name: Text = ""
     options: dict[Annotated[str, StringConstraints(max_length=50)],
                   Annotated[str, StringConstraints(max_length=100)]] = Field(
         default_factory=dict, max_length=3, description='e.g. {"Size": "M"}; at most 3.'
     )
-    price: Money = Field(description="A decimal string in the store currency, e.g. \"1499.00\".")
-    compare_at_price: Money | None = None
-    cost_price: Money | None = None
+    price: AmountIn = Field(description="A decimal string in the store currency, e.g. "
+                                        "\"1499.00\".")
+    compare_at_price: AmountIn | None = None
+    cost_price: AmountIn | None = None
     barcode: Annotated[str, StringConstraints(max_length=64)] = ""
     weight_grams: int | None = Field(None, ge=0, le=10_000_000)
     active: bool | None = None
@@ -117,7 +119,8 @@ class ProductIn(InputSchema):
     handle: Annotated[str, StringConstraints(pattern=r"^[-\w]+$", max_length=255)] = Field(
         description="The product's stable key (its URL slug): the same handle updates it."
     )
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+                    NotBlank]
     description: Annotated[str, StringConstraints(max_length=100_000)] = ""
     brand: Annotated[str, StringConstraints(max_length=120)] = ""
     product_type: Annotated[str, StringConstraints(max_length=120)] = ""

@@ -1,5 +1,11 @@
 """A customer's orders: list, detail with shipments and tracking, cancel while unpaid.
 
+Each order answers with its overall ``status`` (open, cancelled, completed) and the two states
+it is derived from: ``payment_status`` (unpaid, paid, partially_refunded, refunded, overpaid)
+and ``fulfilment_status`` (unfulfilled, partially_shipped, shipped, partially_delivered,
+delivered). A cancel is decided by the order service under the order's row lock: an order paid
+a moment before is not cancelled (409), whatever the page the customer looked at said.
+
 Guests see their order by the ``token`` checkout gave them (``/orders/by-token/{token}``).
 Another customer's order is a 404, never visible.
 """
@@ -16,7 +22,7 @@ from ninja import Field, Query, Router, Schema
 from backoffice.inventory.services import Actor
 from backoffice.orders import services
 from backoffice.orders.models import Order, Shipment
-from backoffice.orders.status import OrderStatus
+from backoffice.orders.status import FulfilmentStatus, OrderStatus, PaymentStatus
 from shop_api.auth import customer_auth
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
@@ -56,8 +62,15 @@ class ShipmentOut(Schema):
 class OrderOut(InCurrency):
     number: str
     token: str = Field(description="A guest's key to this order: /orders/by-token/{token}.")
-    status: str = Field(description=f"One of {', '.join(OrderStatus.values)}.")
+    status: str = Field(description="The overall state, derived from the two below and "
+                                    f"cancellation: one of {', '.join(OrderStatus.values)}.")
     status_label: str
+    payment_status: str = Field(
+        description=f"Where the money stands: one of {', '.join(PaymentStatus.values)}.")
+    payment_status_label: str
+    fulfilment_status: str = Field(
+        description=f"Where the goods are: one of {', '.join(FulfilmentStatus.values)}.")
+    fulfilment_status_label: str
     placed_at: datetime
     email: str
     subtotal: Money
@@ -70,7 +83,8 @@ class OrderOut(InCurrency):
     payment_method: str
     pay_by: datetime | None = Field(description="Unpaid after this, the order is cancelled.")
     paid_at: datetime | None
-    can_cancel: bool
+    can_cancel: bool = Field(description="Unpaid, not cancelled, nothing shipped: "
+                                         "POST .../cancel would be accepted now.")
     shipping_address: AddressValues
     billing_address: AddressValues
     lines: list[OrderLineOut]
@@ -93,14 +107,19 @@ def order_out(order: Order) -> dict:
     lines = list(order.lines.all())
     return {
         "number": order.number, "token": str(order.token), "status": order.status,
-        "status_label": order.get_status_display(), "placed_at": order.created_at,
+        "status_label": order.get_status_display(),
+        "payment_status": order.payment_status,
+        "payment_status_label": order.get_payment_status_display(),
+        "fulfilment_status": order.fulfilment_status,
+        "fulfilment_status_label": order.get_fulfilment_status_display(),
+        "placed_at": order.created_at,
         "email": order.email, "currency": order.currency, "subtotal": order.subtotal,
         "discount_total": order.discount_total, "coupon_code": order.coupon_code,
         "shipping_total": order.shipping_total, "shipping_method": order.shipping_method_name,
         "total": order.total, "refunded_total": order.refunded_total,
         "payment_method": order.payment_method, "pay_by": order.payment_due_at,
         "paid_at": order.paid_at,
-        "can_cancel": order.status == OrderStatus.PENDING_PAYMENT,
+        "can_cancel": not services.refusal(order, "cancel_unpaid"),
         "shipping_address": _address(order.shipping_address),
         "billing_address": _address(order.billing_address),
         "lines": [
@@ -146,13 +165,12 @@ def _guest_order(token: str) -> Order:
 
 
 def _cancel(order: Order, actor: Actor) -> dict:
-    if order.status != OrderStatus.PENDING_PAYMENT:
-        raise ApiError(409, "not_cancellable",
-                       f"An order that is {order.get_status_display().lower()} cannot be "
-                       "cancelled here; contact the store.")
+    # Decided by the service from the order as read under its row lock (not from ``order``,
+    # read before): a payment that landed meanwhile wins, and the answer is a 409.
     try:
-        services.cancel_order(order, actor=actor, note="Cancelled by the customer.")
-    except (services.OrderError, services.IllegalTransition) as exc:
+        services.cancel_order(order.pk, actor=actor, note="Cancelled by the customer.",
+                              only_if_unpaid=True)
+    except services.OrderError as exc:
         raise ApiError(409, "not_cancellable", str(exc)) from exc
     return order_out(with_details(Order.objects.filter(pk=order.pk)).get())
 

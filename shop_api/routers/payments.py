@@ -31,7 +31,14 @@ from shop_api.errors import ApiError, ErrorOut
 from shop_api.examples import example
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
 from shop_api.routers.orders import order_by_token
-from shop_api.schemas import ERROR_RESPONSES, InCurrency, InputSchema, Money, Phone
+from shop_api.schemas import (
+    ERROR_RESPONSES,
+    InCurrency,
+    InputSchema,
+    Money,
+    NotBlank,
+    Phone,
+)
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["payments"])
@@ -70,7 +77,7 @@ class StartPaymentIn(InputSchema):
     model_config = example(examples.START_PAYMENT)
 
     provider: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                               max_length=64)] = Field(
+                                               max_length=64), NotBlank] = Field(
         description="A payment method's code, from GET /payments/methods.")
     phone: Phone = Field("", description="For M-Pesa: the phone to send the prompt to "
                                          "(the order's phone by default).")
@@ -174,12 +181,16 @@ class WebhookOut(Schema):
 
 
 @router.post("/payments/webhooks/{provider}/", url_name="payment_webhook",
-             response={200: WebhookOut, **RESPONSES}, include_in_schema=False)
+             response={200: WebhookOut, 413: ErrorOut, **RESPONSES}, include_in_schema=False)
 def payment_webhook(request: HttpRequest, provider: str):
-    """A provider's webhook: verified on the raw body, stored, processed by a job."""
+    """A provider's webhook: verified on the raw body, stored, processed by a job.
+
+    A body over the upload limit is read by no one: a 413 (and a warning in the log), which a
+    provider does not retry as it retries a 5xx; nothing is stored."""
+    body = request.body  # over DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig, answered 413
     try:
         received, new = services.receive_webhook(
-            provider, body=request.body, headers=dict(request.headers),
+            provider, body=body, headers=dict(request.headers),
             query={key: request.GET.get(key, "") for key in request.GET},
         )
     except services.PaymentError as exc:
