@@ -196,12 +196,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Cache keys belong to one database: a cache (the file cache under DATA_DIR, or a shared Redis)
 # can outlive the database it was filled from, and cachalot's cached rows, the storefront's
 # answers or a plugin list from another database must never be read as this one's.
+# One database spelt two ways (a default port left out, PgBouncer in front of the web processes
+# but not the worker) must still share one prefix: the port is normalised, a path made absolute,
+# and CACHE_KEY_PREFIX set in the environment wins over the computed one.
 _database = DATABASES["default"]
-CACHE_KEY_PREFIX = "backoffice-" + hashlib.sha256(
-    "|".join(
-        str(_database.get(part) or "") for part in ("ENGINE", "HOST", "PORT", "NAME")
-    ).encode()
-).hexdigest()[:12]
+_DEFAULT_PORTS = {"postgresql": "5432", "mysql": "3306"}
+_engine = _database["ENGINE"].rsplit(".", 1)[-1]
+_identity = (
+    [_engine, str(Path(_database["NAME"]).resolve())]
+    if _engine == "sqlite3" and _database["NAME"] not in ("", ":memory:")
+    else [_engine, str(_database.get("HOST") or "").lower(),
+          str(_database.get("PORT") or _DEFAULT_PORTS.get(_engine, "")),
+          str(_database.get("NAME") or "")]
+)
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX") or (
+    "backoffice-" + hashlib.sha256("|".join(_identity).encode()).hexdigest()[:12]
+)
 
 # --- Cache, jobs and query caching ---------------------------------------------------------------
 

@@ -369,6 +369,13 @@ def _locked_rows(*conditions: Q, **lookup) -> list[Stock]:
     )
 
 
+def lock_stock_rows(stock_ids) -> None:
+    """Lock these stock rows now, in primary-key order: for a transaction that will change them
+    in several steps (each step locks its own rows in key order, but steps in turn would not
+    be in key order as a whole, and could deadlock with a checkout)."""
+    _locked_rows(pk__in=sorted(set(stock_ids)))
+
+
 def _write_changes(
     changes: list[tuple[Stock, int, int]], *, reason: str, actor: Actor, reference: str,
     note: str = "",

@@ -38,7 +38,7 @@ def to_fulfil_q() -> Q:
     (a part-shipped order whose rest was refunded is not)."""
     return (
         Q(status=OrderStatus.OPEN, fulfilment_status__in=MAY_SHIP_MORE)
-        & (Q(payment_status__in=SHIPPABLE_PAYMENT)
+        & (Q(payment_status__in=SHIPPABLE_PAYMENT, refunded_total__lt=F("total"))
            | Q(payment_status=PaymentStatus.UNPAID, pay_on_delivery=True))
         & units_left_to_ship_q()
     )

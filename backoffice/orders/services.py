@@ -164,7 +164,9 @@ def refusal(order: Order, action: str, known: Facts | None = None) -> str:
     if action == "ship":
         if cancelled:
             return f"{rule} This one is cancelled."
-        if payment == P.REFUNDED:
+        if payment == P.REFUNDED or (payment != P.UNPAID and order.refunded_total >= order.total):
+            # Overpaid after a full refund: the money held is a second payment to give back,
+            # nothing pays for the goods.
             return f"{rule} Everything paid for this one was refunded."
         if payment not in SHIPPABLE_PAYMENT and not (
                 payment == P.UNPAID and order.pay_on_delivery):
@@ -739,6 +741,11 @@ def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
     """A succeeded refund's effects, on the locked order: lines counted, stock released or put
     back, the refunded total and the payment state (never the fulfilment state)."""
     wanted = dict(refund.lines.values_list("line_id", "quantity"))
+    if wanted or order.refunded_total + refund.amount >= order.total:
+        # Releasing, restocking and releasing the rest run in turn: lock every stock row they
+        # may touch (all the order's allocations) first, once, in key order, as checkout does.
+        inventory.lock_stock_rows(
+            Allocation.objects.filter(line__order=order).values_list("stock_id", flat=True))
     for pk, quantity in wanted.items():
         OrderLine.objects.filter(pk=pk).update(quantity_refunded=F("quantity_refunded") + quantity)
     if wanted:

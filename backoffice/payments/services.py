@@ -38,7 +38,7 @@ from backoffice.inventory.services import SYSTEM, Actor
 from backoffice.money import format_money, quantize
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund
-from backoffice.orders.status import OrderStatus
+from backoffice.orders.status import FulfilmentStatus, OrderStatus
 from backoffice.orders.status import PaymentStatus as OrderPayment
 from backoffice.payments.models import Payment, PaymentEvent
 from backoffice.payments.status import (
@@ -211,12 +211,15 @@ def _switch_method(order: Order, code: str, provider: Any) -> None:
     if order.payment_method == code:
         return
     order.payment_method = code
-    order.pay_on_delivery = not _flag(provider, "unpaid_orders_expire", True)
-    if order.pay_on_delivery:
-        order.payment_due_at = None
-    elif order.payment_due_at is None:
-        order.payment_due_at = timezone.now() + timedelta(
-            minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES)
+    # Once goods went out on cash-on-delivery terms, the rest still ships on them: paying the
+    # balance by card must not stop it (nor start a payment window).
+    if order.fulfilment_status == FulfilmentStatus.UNFULFILLED:
+        order.pay_on_delivery = not _flag(provider, "unpaid_orders_expire", True)
+        if order.pay_on_delivery:
+            order.payment_due_at = None
+        elif order.payment_due_at is None:
+            order.payment_due_at = timezone.now() + timedelta(
+                minutes=settings.ORDER_PAYMENT_WINDOW_MINUTES)
     order.save(update_fields=["payment_method", "pay_on_delivery", "payment_due_at",
                               "updated_at"])
 

@@ -92,17 +92,23 @@ def api_base_url(raw: Any) -> str:
     text = str(raw or "").strip()
     parts = urlsplit(text)
     host = (parts.hostname or "").lower()
+    # Messages never repeat a user, password, query or fragment: proxies are written
+    # https://user:password@proxy, and these messages reach logs, checks and the admin.
+    address = parts.netloc.rpartition("@")[2]
+    shown = (repr(f"{parts.scheme}://{address}{parts.path}") if host
+             else repr(text) if "@" not in text else "the address")
     if parts.scheme not in ("https", "http") or not host:
-        raise ValueError(f"{text!r} is not an address like https://api.example.com")
+        raise ValueError(f"{shown} is not an address like https://api.example.com")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{shown} must be a bare address, without a user, password, ?query "
+                         "or #part")
     if parts.scheme == "http" and not _is_loopback(host):
-        raise ValueError(f"{text!r} must use https (plain http only for 127.0.0.1 or "
+        raise ValueError(f"{shown} must use https (plain http only for 127.0.0.1 or "
                          "localhost, e.g. a local test server)")
     try:
         parts.port  # noqa: B018 - parsed on access
     except ValueError:
-        raise ValueError(f"{text!r} has an invalid port") from None
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"{text!r} must be a bare address, without a user, ?query or #part")
+        raise ValueError(f"{shown} has an invalid port") from None
     return text.rstrip("/")
 
 

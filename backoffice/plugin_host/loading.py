@@ -157,7 +157,9 @@ class PluginHost:
         try:
             problems = validate(resolved.values) or {}
         except Exception as exc:  # noqa: BLE001 - a broken check is reported, not raised
-            problems = {"settings": f"could not be checked: {type(exc).__name__}: {exc}"}
+            # The type only: a plugin's exception may carry the values it was checking.
+            logger.warning("plugin %s: validate_config raised %s", name, type(exc).__name__)
+            problems = {"settings": f"could not be checked ({type(exc).__name__})"}
         if not problems:
             return resolved
         return ResolvedConfig(values=resolved.values, sources=resolved.sources,

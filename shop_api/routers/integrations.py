@@ -110,7 +110,8 @@ class VariantIn(InputSchema):
     barcode: Annotated[str, StringConstraints(max_length=64)] = ""
     weight_grams: int | None = Field(None, ge=0, le=10_000_000)
     active: bool | None = None
-    stock: dict[Annotated[str, StringConstraints(max_length=32)], int] = Field(
+    stock: dict[Annotated[str, StringConstraints(max_length=32)],
+                Annotated[int, Field(ge=0, le=10_000_000)]] = Field(
         default_factory=dict, description="On hand per warehouse code, as counted."
     )
 
@@ -134,7 +135,7 @@ class ProductIn(InputSchema):
     featured: bool | None = None
     seo_title: Text = ""
     seo_description: Annotated[str, StringConstraints(max_length=320)] = ""
-    google_category_id: int | None = Field(None, ge=1)
+    google_category_id: int | None = Field(None, ge=1, le=2_147_483_647)
     images: list[ImageIn] | None = None
     variants: list[VariantIn] = Field(min_length=1, max_length=100)
 

@@ -22,10 +22,6 @@ from django.core.management.base import BaseCommand
 STOP_GRACE_SECONDS = 15
 
 
-class _StopRequested(Exception):
-    pass
-
-
 class Command(BaseCommand):
     help = (
         "Run the development web server and the django-q2 worker together "
@@ -44,32 +40,34 @@ class Command(BaseCommand):
         if options["noreload"]:
             web_cmd.append("--noreload")
 
+        # The handler only notes the request: raising from it could land inside Popen, after
+        # the fork, and lose a child that is running but not yet in ``children``.
+        stop_requested: list[int] = []
+
         def request_stop(signum, frame):
-            raise _StopRequested
+            stop_requested.append(signum)
 
         stop_on = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, request_stop) for sig in stop_on}
         children: dict[str, subprocess.Popen] = {}
         exit_code = 0
         try:
-            # Started inside the try: a signal that comes while the second child starts still
-            # stops the first.
             children["web"] = subprocess.Popen(web_cmd, start_new_session=True)  # noqa: S603
-            children["worker"] = subprocess.Popen(  # noqa: S603 - our interpreter and manage.py
-                [*manage, "qcluster"], start_new_session=True
-            )
-            self.stdout.write(
-                f"Serving on http://{options['addr']}/ with a job worker; Ctrl-C stops both."
-            )
-            while True:
+            if not stop_requested:
+                children["worker"] = subprocess.Popen(  # noqa: S603 - our interpreter, manage.py
+                    [*manage, "qcluster"], start_new_session=True
+                )
+                self.stdout.write(
+                    f"Serving on http://{options['addr']}/ with a job worker; Ctrl-C stops both."
+                )
+            while not stop_requested and not exit_code:
                 for name, child in children.items():
                     if child.poll() is not None:
                         self.stderr.write(f"The {name} process exited ({child.returncode}).")
                         exit_code = child.returncode or 1
-                        raise _StopRequested
-                time.sleep(0.5)
-        except _StopRequested:
-            pass
+                        break
+                else:
+                    time.sleep(0.5)
         finally:
             # Further Ctrl-Cs while the children stop must not cut their shutdown short.
             for sig in previous:

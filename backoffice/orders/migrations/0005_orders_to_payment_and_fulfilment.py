@@ -105,7 +105,11 @@ def forwards(apps, schema_editor):
             cancelled = order.status == "cancelled"
             order.cancelled_at = (cancelled_at.get(order.pk) or order.updated_at) if cancelled \
                 else None
-            order.pay_on_delivery = order.payment_due_at is None
+            # Accepted unpaid: no payment window (cash on delivery), or moved on to processing
+            # or beyond without being paid (the old machine let any order do so). Either way it
+            # may ship unpaid and must never be cancelled by the expiry job.
+            order.pay_on_delivery = order.payment_due_at is None or (
+                payment == "unpaid" and order.status in {"processing", "shipped", "delivered"})
             order.payment_status = payment
             order.fulfilment_status = fulfilment
             order.status = _overall(payment, fulfilment, cancelled, owed)
