@@ -13,6 +13,7 @@ listed in ``fake.problems``, which the test asserts empty.
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -75,7 +76,7 @@ def deliver(client: Any, webhook: Webhook) -> Any:
     return client.post(path, webhook.body, content_type=JSON, **extra)
 
 
-class FakeProvider:
+class FakeProvider(abc.ABC):
     """The server and the bookkeeping; subclasses answer in ``answer``."""
 
     def __init__(self) -> None:
@@ -128,8 +129,9 @@ class FakeProvider:
         self.server.server_close()
         self._thread.join(timeout=5)
 
+    @abc.abstractmethod
     def answer(self, request: Received) -> tuple[int, Any]:
-        raise NotImplementedError
+        """``(status, JSON payload)`` for one request, as the provider answers it."""
 
     def refuse(self, why: str, status: int, payload: Any) -> tuple[int, Any]:
         self.problems.append(why)

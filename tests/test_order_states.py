@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.admin import helpers
-from django.db import connection, models
+from django.db import connection, connections, models, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -23,10 +26,12 @@ from backoffice.checkout.models import Cart
 from backoffice.checkout.services import CheckoutRequest, place_order
 from backoffice.customers.services import start_session
 from backoffice.integrations.services import create_api_key
+from backoffice.inventory import services as inventory
+from backoffice.inventory.models import Stock, Warehouse
 from backoffice.inventory.services import Actor, adjust_stock
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, OrderLine, Shipment
-from backoffice.orders.selectors import morning_numbers
+from backoffice.orders.selectors import morning_numbers, to_fulfil_q
 from backoffice.orders.status import (
     FulfilmentStatus,
     OrderStatus,
@@ -553,3 +558,127 @@ def test_the_migrations_run_both_ways_on_old_rows():
     moved = Order.objects.get(pk=order.pk)
     assert (moved.status, moved.payment_status, moved.fulfilment_status, moved.pay_on_delivery) \
         == (S.OPEN, P.PAID, F.UNFULFILLED, False)
+
+
+# --- Found by a review -----------------------------------------------------------------------
+
+
+def test_migration_keeps_an_unpaid_order_accepted_for_processing_shippable_and_unexpired(shelf):
+    """The old machine let any order go pending_payment -> processing unpaid (a bank transfer an
+    ERP accepted through the integration API), and the old expiry job touched only
+    pending_payment. After 0005 such an order, payment window and all, still ships unpaid and
+    the expiry job leaves it alone."""
+    migration = importlib.import_module(
+        "backoffice.orders.migrations.0005_orders_to_payment_and_fulfilment")
+    order = place(("MUG", 1), key="accepted-unpaid")
+    assert order.payment_due_at is not None  # a card / bank order: it had a window
+    Order.objects.filter(pk=order.pk).update(
+        status="processing", payment_status="unpaid", fulfilment_status="unfulfilled",
+        payment_due_at=timezone.now() - timedelta(hours=1))  # accepted; window long past
+
+    migration.forwards(django_apps, None)
+
+    moved = Order.objects.get(pk=order.pk)
+    # It was being fulfilled: it must still be shippable...
+    assert orders.refusal(moved, "ship") == ""
+    # ...and the expiry job must leave it alone (the old one did).
+    assert orders.expire_unpaid_orders() == 0
+    assert Order.objects.get(pk=order.pk).status != OrderStatus.CANCELLED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_with_restock_and_release_does_not_deadlock_with_checkout(monkeypatch):
+    """A refund releases the unshipped lines' stock, then restocks the shipped ones: it locks
+    every row it may touch first, in primary-key order, so a checkout of the same two variants
+    that comes in between waits instead of deadlocking (the restock is slowed to widen the
+    window)."""
+    Warehouse.objects.get_or_create(code="main", defaults={"name": "Main", "is_default": True})
+    activate_plugins(["flat_rate_shipping", "manual_payment"])
+    tee = Variant.objects.create(product=Product.objects.create(name="Tee", slug="tee"),
+                                 sku="TEE", price="100.00")
+    mug = Variant.objects.create(product=Product.objects.create(name="Mug", slug="mug"),
+                                 sku="MUG", price="100.00")
+    adjust_stock(variant_id=tee.pk, quantity_change=10)
+    adjust_stock(variant_id=mug.pk, quantity_change=10)
+    assert Stock.objects.get(variant=tee).pk < Stock.objects.get(variant=mug).pk
+    order = place(("TEE", 1), ("MUG", 1), key="deadlock")
+    orders.mark_paid(order)
+    tee_line, mug_line = order.lines.get(sku="TEE"), order.lines.get(sku="MUG")
+    orders.create_shipment(order, orders.ShipmentRequest(lines={tee_line.pk: 1}))
+
+    released, go = threading.Event(), threading.Event()
+    real_restock = inventory.restock
+
+    def slow_restock(*args, **kwargs):
+        released.set()  # the MUG row (higher pk) is locked by the release
+        go.wait(10)
+        return real_restock(*args, **kwargs)  # now the TEE row (lower pk)
+
+    monkeypatch.setattr(inventory, "restock", slow_restock)
+    errors = []
+
+    def refund():
+        try:
+            orders.record_refund(order.pk, orders.RefundRequest(
+                lines={tee_line.pk: 1, mug_line.pk: 1}, restock=True))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def checkout():
+        try:
+            released.wait(10)
+            with transaction.atomic():
+                inventory.allocate({tee.pk: 1, mug.pk: 1}, reference="cart")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=refund), threading.Thread(target=checkout)]
+    for t in threads:
+        t.start()
+    released.wait(10)
+    time.sleep(1.0)  # the checkout holds TEE and waits for MUG
+    go.set()
+    for t in threads:
+        t.join(30)
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
+
+
+def test_an_order_refunded_in_full_then_paid_again_is_not_put_back_to_fulfil(shelf):
+    """Refunded in full before shipping, then paid again (a stale checkout session): the money
+    is a refund due, and nothing ships (no unit would have an allocation behind it)."""
+    order = place(("MUG", 1), key="refunded-then-paid")
+    orders.mark_paid(order)
+    orders.record_refund(order, orders.RefundRequest())
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.COMPLETED
+    orders.payment_received(order)
+    order = Order.objects.get(pk=order.pk)
+    assert order.refund_due
+    assert not Order.objects.filter(to_fulfil_q(), pk=order.pk).exists()
+    assert orders.refusal(order, "ship") != ""
+
+
+def test_paying_the_rest_by_card_keeps_a_part_shipped_cash_on_delivery_order_shippable(shelf):
+    """Goods went out on cash-on-delivery terms; the customer then starts a card payment for the
+    balance. The rest still ships on those terms, and no payment window starts."""
+    order = place(("MUG", 2), key="cod-then-card", cod=True)
+    assert order.pay_on_delivery and order.payment_due_at is None
+    line = order.lines.get()
+    orders.create_shipment(order, orders.ShipmentRequest(lines={line.pk: 1}))
+    order = Order.objects.get(pk=order.pk)
+    card = SimpleNamespace(unpaid_orders_expire=True)
+    payments._switch_method(order, "stripe", card)
+    order = Order.objects.get(pk=order.pk)
+    assert order.payment_method == "stripe"
+    assert order.pay_on_delivery and order.payment_due_at is None
+    assert orders.refusal(order, "ship") == ""
+
+    # Before anything ships, switching to a card does start the payment window.
+    early = place(("MUG", 1), key="cod-switched-early", cod=True)
+    payments._switch_method(early, "stripe", card)
+    early = Order.objects.get(pk=early.pk)
+    assert not early.pay_on_delivery and early.payment_due_at is not None
