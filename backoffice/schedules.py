@@ -23,6 +23,7 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         minutes=30,
     ),
     ScheduledJob(
+        # Also mails the staff's low-stock digest.
         name="Low-stock report",
         func="backoffice.inventory.tasks.detect_low_stock",
         cron="0 7 * * *",  # every morning, before the shop opens
@@ -49,6 +50,12 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         # Retries failed plugin deliveries and picks up any whose enqueue was lost.
         name="Deliver plugin events",
         func="backoffice.plugin_host.events.retry_due_deliveries",
+        minutes=1,
+    ),
+    ScheduledJob(
+        # Retries messages whose channel failed for a while; picks up lost enqueues.
+        name="Send notifications",
+        func="backoffice.notifications.services.retry_due",
         minutes=1,
     ),
 ]

@@ -66,12 +66,21 @@ if not SECRET_KEY:
         )
     # Development only: a fixed key would be a secret in code, so derive one per checkout.
     SECRET_KEY = "dev-only-" + str(BASE_DIR)
+# Fernet keys for secrets stored in the database (plugin API keys...), comma-separated: the first
+# encrypts, all decrypt (rotation: `manage.py rotate_plugin_secrets`). Unset, a key derived from
+# SECRET_KEY is used; production should set its own (backoffice/crypto.py).
+SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEYS")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 STORE_NAME = env_str("STORE_NAME", "Back office")
 STORE_CURRENCY = env_str("STORE_CURRENCY", "USD").upper()
+# ISO 3166 country: phone numbers written without a country code are read as this country's
+# ("0712 345 678" is +254712345678 in KE).
+STORE_COUNTRY = env_str("STORE_COUNTRY", "KE").upper()
+# Where customers write back to (blank: DEFAULT_FROM_EMAIL).
+STORE_REPLY_TO = env_str("STORE_REPLY_TO")
 # Unpaid orders hold their stock this long, then a job cancels them (not cash on delivery).
 ORDER_PAYMENT_WINDOW_MINUTES = env_int("ORDER_PAYMENT_WINDOW_MINUTES", 60)
 # Payments. Where providers reach this back office (webhooks, M-Pesa's callback): the public
@@ -126,6 +135,7 @@ INSTALLED_APPS = [
     "backoffice.payments",
     "backoffice.promotions",
     "backoffice.imports",
+    "backoffice.notifications",
 ]
 
 MIDDLEWARE = [
@@ -308,6 +318,14 @@ PASSWORD_RESET_URL = env_str(
 EMAIL_VERIFICATION_URL = env_str(
     "EMAIL_VERIFICATION_URL", "http://localhost:3000/verify-email?uid={uid}&token={token}"
 )
+# The storefront's page of one order, linked from every order message ({order_number} and
+# {order_token} are filled in; the token lets a guest open it). Blank: no link.
+ORDER_STATUS_URL = env_str(
+    "ORDER_STATUS_URL", "http://localhost:3000/orders/{order_number}?token={order_token}"
+)
+# The channels a customer hears on until they choose (guests always): each only where its
+# plugin is active, the merchant's switch for the message is on and the order has the address.
+NOTIFICATION_DEFAULT_CHANNELS = env_list("NOTIFICATION_DEFAULT_CHANNELS", "email,sms")
 
 # --- Email ---------------------------------------------------------------------------------------
 
@@ -317,6 +335,9 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# A mail server that hangs fails the send (retried later) instead of holding a worker.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 # Development prints emails to the console instead of sending them.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",

@@ -7,6 +7,7 @@ There is no provider to call, so there are no webhooks, and refunds are recorded
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from backoffice.hookspecs import hookimpl
@@ -44,9 +45,17 @@ class ManualPaymentProvider:
     # Paid on delivery or by a transfer staff confirm: the order waits for them, not a timer.
     unpaid_orders_expire = False
 
+    def customer_instructions(self, *, order_number: str, amount: Decimal, currency: str,
+                              config: Mapping[str, Any]) -> str:
+        """The merchant's instructions, filled in (checkout and the order confirmation)."""
+        return (config.get("instructions") or "").format_map(
+            {"order_number": order_number, "amount": f"{amount} {currency}"}
+        )
+
     def initiate(self, request: PaymentRequest, config: Mapping[str, Any]) -> PaymentInitiation:
-        message = (config.get("instructions") or "").format_map(
-            {"order_number": request.order_number, "amount": f"{request.amount} {request.currency}"}
+        message = self.customer_instructions(
+            order_number=request.order_number, amount=request.amount,
+            currency=request.currency, config=config,
         )
         return PaymentInitiation(
             provider_reference=f"manual-{request.payment_id}",

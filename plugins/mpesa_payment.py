@@ -245,6 +245,11 @@ class MpesaProvider:
     confirm_webhooks = True
     unpaid_orders_expire = True
 
+    def customer_instructions(self, *, order_number: str, amount: Decimal, currency: str,
+                              config: Mapping[str, Any]) -> str:
+        return (f"Approve the M-Pesa prompt on your phone to pay {currency} {amount:,} for order "
+                f"{order_number}. No prompt? Pay again from the order page.")
+
     def initiate(self, request: PaymentRequest, config: Mapping[str, Any]) -> PaymentInitiation:
         amount = _whole_shillings(request)
         phone = normalise_phone(request.customer_phone)

@@ -40,7 +40,8 @@ PASSWORD_RESET_CONFIRM = {"uid": "MQ", "token": "cm5x2k-6a0f3b2c9d8e7f6a5b4c3d2e
                           "new_password": NEW_PASSWORD}
 EMAIL_VERIFICATION = {"uid": "MQ", "token": "cm5x2k-6a0f3b2c9d8e7f6a5b4c3d2e1f0a9b8c"}
 PROFILE = {"first_name": "Ada", "last_name": "Lovelace", "phone": PHONE,
-           "accepts_marketing": True, "preferences": {"language": "en"}}
+           "accepts_marketing": True, "preferences": {"theme": "dark"},
+           "notification_channels": ["email", "sms"], "language": "en"}
 ADDRESS_IN = {**ADDRESS, "is_default_shipping": True, "is_default_billing": True}
 ADDRESS_PATCH = {"line2": "Floor 3", "is_default_shipping": True}
 

@@ -19,7 +19,7 @@ No payment provider is called here: payment starts once the order exists.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +38,8 @@ from backoffice.checkout.pricing import PricedLine, compute_totals, line_total
 from backoffice.inventory import services as inventory
 from backoffice.inventory.services import Actor
 from backoffice.money import format_money, quantize, store_currency
+from backoffice.notifications import services as notifications
+from backoffice.notifications.phones import InvalidPhoneNumber, to_e164
 from backoffice.orders.models import Allocation, Order, OrderEvent, OrderLine
 from backoffice.plugin_host import services as plugins
 from backoffice.plugin_host.errors import PluginError, ShippingUnavailable
@@ -207,6 +209,16 @@ def _email(request: CheckoutRequest, user) -> str:
     return email
 
 
+def _phone(raw: str) -> str:
+    """The order's phone in E.164 (SMS and M-Pesa need it); "" when none was given."""
+    if not (raw or "").strip():
+        return ""
+    try:
+        return to_e164(raw)
+    except InvalidPhoneNumber as exc:
+        raise CheckoutError(str(exc), "invalid_phone") from None
+
+
 @dataclass(frozen=True)
 class CartSummary:
     subtotal: Decimal
@@ -275,6 +287,7 @@ def place_order(
     payment_due = _payment_due(request.payment_method)
     shipping_address = _address(request.shipping_address)
     billing_address = _address(request.billing_address or request.shipping_address)
+    request = replace(request, phone=_phone(request.phone or shipping_address.get("phone", "")))
     # Priced outside the lock: shipping plugins may be slow; checked again inside.
     early = quote(cart, request, user=user)
     try:
@@ -374,6 +387,7 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
     locked.save(update_fields=["status", "updated_at"])
     emit_event("order_placed", order_id=order.pk, order_number=order.number,
                total=str(order.total), currency=order.currency)
+    notifications.order_placed(order)
     return order
 
 

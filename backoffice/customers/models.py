@@ -21,6 +21,13 @@ class CustomerProfile(models.Model):
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     accepts_marketing = models.BooleanField(_("accepts marketing"), default=False)
     preferences = models.JSONField(_("preferences"), default=dict, blank=True)
+    # The channels (codes: "email", "sms"...) of the messages about their orders; NULL until
+    # they choose: the store's defaults (NOTIFICATION_DEFAULT_CHANNELS).
+    notification_channels = models.JSONField(_("notification channels"), null=True, blank=True)
+    language = models.CharField(
+        _("language"), max_length=10, blank=True,
+        help_text=_("Messages use it where a template in it exists (blank: the store's)."),
+    )
     # Set when the customer opened the link mailed to them (or a password-reset link, which
     # proves the same): only then do guest orders placed with that email join the account.
     email_verified_at = models.DateTimeField(_("email verified at"), null=True, blank=True)

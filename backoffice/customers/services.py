@@ -22,15 +22,15 @@ from django.contrib.auth import authenticate, get_user_model, password_validatio
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
-from django_q.tasks import async_task
 
 from backoffice.customers.models import Address, CustomerProfile, RefreshToken, TokenFamily
+from backoffice.notifications import services as notifications
+from backoffice.notifications.phones import InvalidPhoneNumber, to_e164
 from backoffice.orders.services import attach_guest_orders
 from backoffice.plugin_host.events import emit_event
 
@@ -115,7 +115,8 @@ def register_customer(
         raise AccountError(
             "An account with this email exists already.", field="email", code="email_taken"
         ) from None
-    CustomerProfile.objects.create(user=user, phone=phone, accepts_marketing=accepts_marketing)
+    CustomerProfile.objects.create(user=user, phone=_phone(phone),
+                                   accepts_marketing=accepts_marketing)
     request_email_verification(user=user)
     emit_event("customer_registered", customer_id=user.pk, email=email)
     return user
@@ -242,30 +243,8 @@ def request_password_reset(*, email: str) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     link = settings.PASSWORD_RESET_URL.format(uid=uid, token=token)
-    _mail_after_commit(
-        user, task_name=f"password-reset-{user.pk}",
-        subject=f"Reset your {settings.STORE_NAME} password",
-        body=(
-            f"Someone asked to reset the password of your {settings.STORE_NAME} account.\n\n"
-            f"To choose a new password, open:\n{link}\n\n"
-            "If it was not you, ignore this email: your password stays as it is."
-        ),
-    )
-
-
-def _mail_after_commit(user: AbstractBaseUser, *, task_name: str, subject: str,
-                       body: str) -> None:
-    """Queue an account email once the transaction commits (a job: retried on mail failure)."""
-    email = user.email
-    transaction.on_commit(lambda: async_task(
-        "backoffice.customers.services.send_account_email", email, subject, body,
-        task_name=task_name,
-    ))
-
-
-def send_account_email(email: str, subject: str, body: str) -> None:
-    """The job: send one account email (raises on a mail failure, so the job retries)."""
-    send_mail(subject=subject, message=body, from_email=None, recipient_list=[email])
+    with transaction.atomic():
+        notifications.account_email(user, "password_reset", link)
 
 
 @transaction.atomic
@@ -312,16 +291,7 @@ def request_email_verification(*, user: AbstractBaseUser) -> bool:
     link = settings.EMAIL_VERIFICATION_URL.format(
         uid=uid, token=email_verification_tokens.make_token(user)
     )
-    _mail_after_commit(
-        user, task_name=f"email-verification-{user.pk}",
-        subject=f"Confirm your email for {settings.STORE_NAME}",
-        body=(
-            f"Welcome to {settings.STORE_NAME}.\n\n"
-            f"To confirm that this address is yours, open:\n{link}\n\n"
-            "Orders you placed as a guest with this email then appear in your account. "
-            "If you did not make an account, ignore this email."
-        ),
-    )
+    notifications.account_email(user, "email_verification", link)
     return True
 
 
@@ -365,11 +335,50 @@ def update_profile(*, user: AbstractBaseUser, **changes: Any) -> CustomerProfile
         setattr(user, name, changes[name])
     if user_fields:
         user.save(update_fields=user_fields)
-    for name in ("phone", "accepts_marketing", "preferences"):
+    if "phone" in changes:
+        changes["phone"] = _phone(changes["phone"])
+    if "notification_channels" in changes:
+        changes["notification_channels"] = _channels(changes["notification_channels"])
+    if "language" in changes:
+        changes["language"] = _language(changes["language"])
+    for name in ("phone", "accepts_marketing", "preferences", "notification_channels",
+                 "language"):
         if name in changes:
             setattr(profile, name, changes[name])
     profile.save()
     return profile
+
+
+def _phone(raw: str) -> str:
+    """E.164, read in the store's country when it has no country code; "" for none."""
+    if not (raw or "").strip():
+        return ""
+    try:
+        return to_e164(raw)
+    except InvalidPhoneNumber as exc:
+        raise AccountError(str(exc), field="phone", code="invalid_phone") from None
+
+
+def _channels(codes: list[str]) -> list[str]:
+    """The channels a customer may choose: the store's (active or known) ones."""
+    from backoffice.notifications.services import active_channels
+
+    known = set(active_channels()) | {"email", "sms"}
+    unknown = sorted(set(codes) - known)
+    if unknown:
+        raise AccountError(f"Unknown channel(s): {', '.join(unknown)}. Choose from "
+                           f"{', '.join(sorted(known))}.", field="notification_channels",
+                           code="invalid_channel")
+    return sorted(set(codes))
+
+
+def _language(code: str) -> str:
+    code = (code or "").strip().lower()
+    known = {c.split("-")[0] for c, _ in settings.LANGUAGES}
+    if code and code.split("-")[0] not in known:
+        raise AccountError(f"{code!r} is not a language of this store ({', '.join(sorted(known))}"
+                           ").", field="language", code="invalid_language")
+    return code.split("-")[0]
 
 
 def _clear_other_defaults(address: Address) -> None:

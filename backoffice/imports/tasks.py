@@ -20,6 +20,7 @@ from backoffice.imports.exports import export_catalog
 from backoffice.imports.models import ExportJob, ExportStatus, ImportJob, ImportStatus
 from backoffice.imports.services import import_catalog
 from backoffice.inventory.services import Actor
+from backoffice.notifications import services as notifications
 from backoffice.plugin_host.events import emit_event
 
 logger = logging.getLogger(__name__)
@@ -73,10 +74,17 @@ def _fail(job_id: int, exc: Exception, *, tell_plugins: bool = False) -> None:
         ImportJob.objects.filter(pk=job_id).update(
             status=ImportStatus.FAILED, error=error, finished_at=timezone.now()
         )
+        kind = ImportJob.objects.values_list("kind", flat=True).get(pk=job_id)
         if tell_plugins:
-            kind = ImportJob.objects.values_list("kind", flat=True).get(pk=job_id)
             emit_event("import_finished", job_id=job_id, kind=kind or "",
                        summary={"ok": False, "error": error})
+        _tell_staff(job_id, kind or "", error)
+
+
+def _tell_staff(job_id: int, kind: str, error: str) -> None:
+    name = ImportJob.objects.values_list("file", flat=True).get(pk=job_id) or ""
+    notifications.import_failed(job_id=job_id, kind=kind, file_name=name.rpartition("/")[2],
+                                error=error)
 
 
 def dry_run_import_job(job_id: int) -> dict:
@@ -126,6 +134,9 @@ def run_import_job(job_id: int) -> dict:
             total_rows=result.rows,
             finished_at=timezone.now(),
         )
+        if not result.ok:
+            _tell_staff(job_id, result.kind, "; ".join(
+                f"row {e.row} {e.column}: {e.message}" for e in result.errors[:20]))
         emit_event("import_finished", job_id=job_id, kind=result.kind, summary={
             "ok": result.ok, **{key: summary[key] for key in (
                 "format", "rows", "skipped_rows", "counts", "error_count", "warning_count",

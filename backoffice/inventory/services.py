@@ -108,16 +108,23 @@ def _report_if_low(stock: Stock, available_before: int) -> None:
     if not available_before > stock.low_stock_threshold >= available:
         return
     from backoffice.catalog.models import Variant
+    from backoffice.notifications import services as notifications
     from backoffice.plugin_host.events import emit_event
 
-    sku = Variant.objects.filter(
+    found = Variant.objects.filter(
         pk=stock.variant_id, is_active=True, track_inventory=True
-    ).values_list("sku", flat=True).first()
-    if sku is not None:
+    ).values_list("sku", "product__name").first()
+    if found is not None:
+        sku, product_name = found
         emit_event(
             "stock_low", variant_id=stock.variant_id, sku=sku, warehouse_id=stock.warehouse_id,
             available=available, threshold=stock.low_stock_threshold,
         )
+        warehouse = Warehouse.objects.filter(pk=stock.warehouse_id).values_list(
+            "name", flat=True).first() or ""
+        notifications.stock_low(stock_id=stock.pk, sku=sku, product_name=product_name,
+                                warehouse=warehouse, available=available,
+                                threshold=stock.low_stock_threshold)
 
 
 def _movement(

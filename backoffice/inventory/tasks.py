@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from backoffice.inventory.selectors import low_stock_report
+from backoffice.notifications import services as notifications
 
 logger = logging.getLogger(__name__)
 
@@ -23,4 +24,10 @@ def detect_low_stock() -> int:
         )
     if rows:
         logger.warning("%d stock rows are at or below their low-stock threshold", len(rows))
+        # The staff's daily digest (once a day, however often the job runs).
+        notifications.low_stock_digest([
+            {"sku": row.sku, "product_name": row.product_name, "warehouse": row.warehouse_code,
+             "available": row.available, "threshold": row.threshold}
+            for row in rows[:200]
+        ])
     return len(rows)

@@ -32,6 +32,7 @@ from django.utils.translation import ngettext
 from backoffice.inventory import services as inventory
 from backoffice.inventory.services import SYSTEM, Actor, Placement
 from backoffice.money import format_money, quantize
+from backoffice.notifications import services as notifications
 from backoffice.orders.models import (
     Allocation,
     Order,
@@ -261,6 +262,7 @@ def _apply(order: Order, actor: Actor, note: str = "", *, payment: str | None = 
             old_status=old, new_status=new, state=state, status=order.status,
             payment_status=order.payment_status, fulfilment_status=order.fulfilment_status,
         )
+    notifications.order_moved(order, moves, note)
     bought = is_purchased(status=order.status, payment=order.payment_status,
                           fulfilment=order.fulfilment_status)
     if order.user_id and bought != bought_before:
@@ -551,6 +553,7 @@ def create_shipment(
            + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "") + ".")
     emit_event("shipment_created", shipment_id=shipment.pk, order_id=order.pk,
                carrier=shipment.carrier, tracking_number=shipment.tracking_number)
+    notifications.shipment_created(order, shipment, wanted)
     _follow_the_goods(order, actor)
     return shipment
 
@@ -757,6 +760,7 @@ def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
            f"Refunded {format_money(refund.amount, order.currency)}"
            + (" (restocked)" if refund.restock else "")
            + (f": {refund.reason}" if refund.reason else "."))
+    notifications.refund_succeeded(order, refund)
     if order.refunded_total >= order.total:
         # Everything paid is back with the customer: nothing more will ship.
         _release_all(order, actor, "refunded in full")

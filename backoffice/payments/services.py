@@ -36,6 +36,7 @@ from django_q.tasks import async_task
 
 from backoffice.inventory.services import SYSTEM, Actor
 from backoffice.money import format_money, quantize
+from backoffice.notifications import services as notifications
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order, OrderEvent, Refund
 from backoffice.orders.status import FulfilmentStatus, OrderStatus
@@ -331,6 +332,10 @@ def apply_status(
                 _order_event(order.pk, actor,
                              f"{payment.provider} reported a payment that does not match: "
                              f"{problem}. The order was not marked paid.")
+                notifications.payment_problem(
+                    order.pk, f"payment:{payment.pk}:mismatch",
+                    f"{payment.provider} reported a payment that does not match: {problem}. "
+                    "The order was not marked paid: check the payment at the provider.")
                 return Outcome("refused: " + problem, error=problem)
             payment.succeeded_at = timezone.now()
             payment.provider_payment_id = (provider_payment_id or payment.provider_payment_id)[:255]
@@ -343,6 +348,8 @@ def apply_status(
                     + (f": {message}" if message else "."))
         if status == S.SUCCEEDED:
             _order_paid(order, payment, actor, message)
+        elif status == S.FAILED:
+            notifications.payment_failed(order, payment, message)
         return Outcome(f"{old} → {status}")
 
 
@@ -593,7 +600,21 @@ def process_event(event_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - kept on the event and retried by reconciliation
         logger.exception("payment event %s could not be processed", event_id)
         PaymentEvent.objects.filter(pk=event_id).update(error=f"{type(exc).__name__}: {exc}"[:5000])
+        _tell_staff_event_failed(event_id, exc)
         return "error"
+
+
+def _tell_staff_event_failed(event_id: int, exc: Exception) -> None:
+    """One alert per stored event that cannot be processed (retries add none)."""
+    try:
+        with transaction.atomic():
+            provider = PaymentEvent.objects.values_list("provider", flat=True).get(pk=event_id)
+            notifications.payment_problem(
+                None, f"payment-event:{event_id}:error",
+                f"A {provider} webhook (stored event {event_id}) could not be processed: "
+                f"{type(exc).__name__}: {exc}. Reconciliation tries it again.")
+    except Exception:  # noqa: BLE001 - an alert must never hide the original failure
+        logger.exception("could not queue the staff alert for payment event %s", event_id)
 
 
 def _finish(event_id: int, payment: Payment | None, outcome: Outcome,

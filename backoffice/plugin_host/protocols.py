@@ -187,28 +187,68 @@ class PaymentProvider(Protocol):
 
 @dataclass(frozen=True)
 class Notification:
-    """A message to one recipient: an email address or a phone number in +<country> form."""
+    """One message to one recipient, rendered and ready: an email address, or a phone number in
+    E.164 form (``+254712345678``) for channels whose ``recipient_kind`` is ``"phone"``.
+
+    ``notification_id`` is ours and the same every time this message is tried again: pass it to
+    providers that take an idempotency key. ``context`` is what the message was rendered from
+    (plain JSON: the order number, the customer's name and language, the refund amount...).
+    ``html`` is set for email only.
+    """
 
     recipient: str
     subject: str
     body: str
     event: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    html: str = ""
+    notification_id: int | None = None
+    language: str = ""
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    status: Literal["sent", "queued", "failed"]
+    """What a channel says of one message it took.
+
+    ``sent``: the provider accepted it (a delivery report may follow); ``delivered``: it
+    arrived; ``failed``: it never will (an invalid number, a blacklisted one, a bad address), so
+    it is not tried again. A temporary failure is an exception instead: the message is retried
+    with backoff. ``cost`` is what the provider says it charged, as it says it ("KES 0.8000").
+    """
+
+    status: Literal["sent", "queued", "delivered", "failed"]
     provider_message_id: str = ""
     error: str = ""
+    cost: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A provider's later word on a message it took (``parse_delivery_report``)."""
+
+    provider_message_id: str
+    status: Literal["sent", "delivered", "failed"]
+    error: str = ""
+    cost: str = ""
 
 
 @runtime_checkable
 class NotificationChannel(Protocol):
-    """A way to reach a customer or the merchant (email, SMS...)."""
+    """A way to reach a customer or the merchant (email, SMS, WhatsApp...).
+
+    ``recipient_kind`` says what it sends to: ``"email"`` (an address) or ``"phone"`` (an E.164
+    number). Email-kind channels get a subject, plain text and HTML; phone-kind channels get
+    text (by default the SMS template, unless templates exist for the channel's own code).
+
+    Optional: ``parse_delivery_report(request: WebhookRequest, config) -> list[DeliveryReport]``
+    for providers that call back with delivery reports (at
+    ``/api/v1/notifications/delivery-reports/<code>/<token>/``); raise
+    ``WebhookVerificationError`` for a body that is not a report.
+    """
 
     code: str
     name: str
+    recipient_kind: Literal["email", "phone"]
 
     def send(self, notification: Notification, config: Mapping[str, Any]) -> DeliveryResult:
         """Send one notification; raise on a temporary failure so the job retries."""
@@ -270,8 +310,8 @@ class ScheduledJob:
 
 
 __all__ = [
-    "ConfigField", "DashboardWidget", "DeliveryResult", "NextAction", "Notification",
-    "NotificationChannel", "PaymentInitiation", "PaymentLine", "PaymentProvider",
+    "ConfigField", "DashboardWidget", "DeliveryReport", "DeliveryResult", "NextAction",
+    "Notification", "NotificationChannel", "PaymentInitiation", "PaymentLine", "PaymentProvider",
     "PaymentRequest",
     "PaymentStatus", "ProviderEvent", "ProviderPaymentStatus", "RefundRequest", "RefundResult",
     "ScheduledJob", "ShippingMethod", "ShippingRate", "ShippingRequest", "WebhookRequest",

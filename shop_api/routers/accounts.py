@@ -16,6 +16,7 @@ from pydantic import StringConstraints
 from backoffice.checkout.cart import merge_guest_cart
 from backoffice.customers import services
 from backoffice.customers.models import Address, CustomerProfile
+from backoffice.notifications.services import customer_preferences
 from shop_api import examples
 from shop_api.auth import ClientAddressThrottle, customer_auth
 from shop_api.errors import ApiError
@@ -248,6 +249,11 @@ class ProfileOut(Schema):
     accepts_marketing: bool
     preferences: dict
     email_verified: bool
+    notification_channels: list[str] = Field(
+        description="Channels of the messages about your orders (\"email\", \"sms\"...); the "
+                    "store's defaults until you choose. Account mails always go by email.")
+    language: str = Field(description="Messages use it where the store has templates in it; "
+                                      "blank: the store's language.")
 
 
 class ProfileIn(InputSchema):
@@ -258,14 +264,19 @@ class ProfileIn(InputSchema):
     phone: Phone | None = None
     accepts_marketing: bool | None = None
     preferences: dict | None = None
+    notification_channels: list[Annotated[str, StringConstraints(max_length=50)]] | None = Field(
+        None, max_length=10)
+    language: Annotated[str, StringConstraints(strip_whitespace=True, max_length=10)] | None = None
 
 
 def _profile_out(user, profile: CustomerProfile) -> dict:
+    channels, language = customer_preferences(user.pk)
     return {
         "email": user.email, "first_name": user.first_name, "last_name": user.last_name,
         "phone": profile.phone, "accepts_marketing": profile.accepts_marketing,
         "preferences": profile.preferences,
         "email_verified": profile.email_verified_at is not None,
+        "notification_channels": channels, "language": language,
     }
 
 
@@ -280,7 +291,10 @@ def my_profile(request: HttpRequest):
 def update_my_profile(request: HttpRequest, payload: ProfileIn):
     """Change any of name, phone, marketing consent and preferences."""
     changes = payload.model_dump(exclude_none=True)
-    profile = services.update_profile(user=request.auth, **changes)
+    try:
+        profile = services.update_profile(user=request.auth, **changes)
+    except services.AccountError as exc:
+        raise _account_error(exc) from exc
     return _profile_out(request.auth, profile)
 
 
