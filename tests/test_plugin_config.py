@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from backoffice import crypto
 from backoffice.hookspecs import hookimpl
 from backoffice.plugin_host.config import ConfigField, resolve_config, sync_plugin_configs
 from backoffice.plugin_host.errors import PluginConfigError
@@ -65,9 +66,9 @@ def test_a_blank_secret_keeps_the_saved_one(register_plugin):
     register_plugin(ConfiguredPlugin(), "acme", active=False)
     update_plugin_config(identifier="acme", active=True, changes={"api_key": "sk_live_1"})
     update_plugin_config(identifier="acme", active=True, changes={"api_key": None, "rate": "9"})
-    assert PluginConfig.objects.get(identifier="acme").settings == {
-        "api_key": "sk_live_1", "rate": "9",
-    }
+    stored = PluginConfig.objects.get(identifier="acme").settings
+    assert set(stored) == {"api_key", "rate"} and stored["rate"] == "9"
+    assert crypto.unseal(stored["api_key"]) == "sk_live_1"  # kept, and stored encrypted
 
 
 def test_the_admin_never_shows_a_saved_secret(register_plugin, staff_client):
@@ -102,7 +103,10 @@ def test_the_admin_saves_settings_and_activates(register_plugin, staff_client):
     assert response.status_code == 302
     row.refresh_from_db()
     assert row.active is True
-    assert row.settings == {"api_key": "sk_test_2", "rate": "6.50", "sandbox": True, "mode": "b"}
+    assert crypto.is_sealed(row.settings["api_key"])  # the secret is stored encrypted
+    assert {**row.settings, "api_key": crypto.unseal(row.settings["api_key"])} == {
+        "api_key": "sk_test_2", "rate": "6.50", "sandbox": True, "mode": "b",
+    }
     assert row.updated_by.username == "boss"
 
 

@@ -38,15 +38,20 @@ def test_order_placed_is_posted_signed(notifier, django_capture_on_commit_callba
     responses.post(RECEIVER, status=204)
     with django_capture_on_commit_callbacks(execute=True):
         emit_event("order_placed", order_id=9, order_number="1009", total="3500.00",
-                   currency="KES")
+                   currency="KES", customer={"email": "a@example.com", "phone": "",
+                                             "name": "Amina", "language": ""})
     assert len(responses.calls) == 1
     request = responses.calls[0].request
     body = json.loads(request.body)
     assert body == {"event": "order_placed", "data": {
-        "order_id": 9, "order_number": "1009", "total": "3500.00", "currency": "KES"}}
+        "order_id": 9, "order_number": "1009", "total": "3500.00", "currency": "KES",
+        "customer": {"email": "a@example.com", "phone": "", "name": "Amina", "language": ""}}}
     expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
     assert request.headers["X-Backoffice-Signature"] == expected
-    assert PluginEventDelivery.objects.get().status == DeliveryStatus.DELIVERED
+    delivery = PluginEventDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    # The same on a retry of this event: the receiver can drop what it already has.
+    assert request.headers["X-Backoffice-Event-Id"] == str(delivery.event_id)
 
 
 @responses.activate

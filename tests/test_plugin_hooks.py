@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.urls import clear_url_caches, path
+from django.utils import timezone
 from ninja import NinjaAPI, Router
 
 from backoffice import hookspecs
@@ -108,7 +109,8 @@ def test_register_notification_channels_finds_a_channel_and_refuses_missing_sett
     sms_plugin = plugin(register_notification_channels=lambda: [Sms()])
     sms_plugin.config_fields = [ConfigField("sender_id", "Sender id", required=True)]
     register_plugin(sms_plugin, "sms_plugin", config={})
-    assert [c.code for c in notification_channels()] == ["sms"]
+    # The bundled email channel is on from the first migrate.
+    assert [c.code for c in notification_channels()] == ["sms", "email"]
     with pytest.raises(PluginConfigError, match="sender_id"):
         notification_channel("sms")
 
@@ -190,6 +192,8 @@ EVENT_ARGUMENTS = {
     "stock_low": {"variant_id": 5, "sku": "TEE-M", "warehouse_id": 1, "available": 2,
                   "threshold": 5},
     "import_finished": {"job_id": 6, "kind": "products", "summary": {"created": 3}},
+    "order_refunded": {"refund_id": 7, "order_id": 1, "order_number": "1001", "amount": "4.00",
+                       "currency": "KES", "reason": "torn", "customer": {"email": "a@b.co"}},
 }
 
 
@@ -272,6 +276,68 @@ def test_import_finished_is_delivered(register_plugin, django_capture_on_commit_
     _delivers("import_finished", register_plugin, django_capture_on_commit_callbacks)
 
 
+def test_order_refunded_is_delivered(register_plugin, django_capture_on_commit_callbacks):
+    _delivers("order_refunded", register_plugin, django_capture_on_commit_callbacks)
+
+
+def test_a_notifier_gets_the_customer_and_an_event_id_without_our_models(
+    register_plugin, django_capture_on_commit_callbacks
+):
+    """Hook specs 1.2: what a third-party notifier needs is in the arguments: who to tell and
+    how, why an order was cancelled, how much was refunded, where the parcel can be tracked,
+    and an id that is the same on every retry (to send once)."""
+    from backoffice.catalog.models import Product, Variant
+    from backoffice.inventory.services import adjust_stock
+    from backoffice.orders import services as orders
+    from backoffice.orders.models import Order, OrderLine
+
+    heard = []
+    attempts = {"n": 0}
+
+    def flaky_refund(event_id, amount, reason, customer):
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise ConnectionError("first try fails")
+        heard.append(("refunded", event_id, amount, reason, customer["phone"]))
+
+    register_plugin(plugin(
+        order_placed=lambda event_id, customer: heard.append(("placed", event_id, customer)),
+        shipment_created=lambda tracking_url, customer: heard.append(
+            ("shipped", tracking_url, customer["email"])),
+        order_refunded=flaky_refund,
+    ), "whatsapp_notifier")
+    variant = Variant.objects.create(product=Product.objects.create(name="Mug", slug="mug"),
+                                     sku="MUG", price="300.00")
+    adjust_stock(variant_id=variant.pk, quantity_change=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        from backoffice.notifications.services import customer_of
+
+        order = Order.objects.create(
+            email="a@example.com", phone="0712 345 678", currency="KES", subtotal="300.00",
+            total="300.00", shipping_method_code="x", shipping_method_name="x",
+            shipping_address={}, billing_address={"first_name": "Amina"}, number="1001")
+        line = OrderLine.objects.create(order=order, variant=variant, product_name="Mug",
+                                        sku="MUG", unit_price="300.00", quantity=1,
+                                        total="300.00")
+        emit_event("order_placed", order_id=order.pk, order_number="1001", total="300.00",
+                   currency="KES", customer=lambda: customer_of(order))
+        orders.mark_paid(order)
+        orders.create_shipment(order, orders.ShipmentRequest(
+            tracking_url="https://track.example.com/1"))
+        orders.record_refund(order, orders.RefundRequest(lines={line.pk: 1}, reason="torn"))
+    placed = next(h for h in heard if h[0] == "placed")
+    assert placed[2] == {"email": "a@example.com", "phone": "+254712345678", "name": "Amina",
+                         "language": ""}
+    assert ("shipped", "https://track.example.com/1", "a@example.com") in heard
+    from backoffice.plugin_host import events
+    from backoffice.plugin_host.models import PluginEventDelivery
+
+    delivery = PluginEventDelivery.objects.get(event__hook="order_refunded")
+    PluginEventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    events.deliver(delivery.pk)
+    assert heard[-1] == ("refunded", delivery.event_id, "300.00", "torn", "+254712345678")
+
+
 # --- Decisions ------------------------------------------------------------------------------
 
 
@@ -336,7 +402,7 @@ def test_docs_and_tests_cover_every_hook():
         assert f"`{name}(" in section, f"docs/plugins.md gives no signature for {name}"
         assert "```python" in section and f"def {name}(" in section, (
             f"docs/plugins.md has no example for {name}")
-    assert len(hookspecs.HOOK_NAMES) == 14
+    assert len(hookspecs.HOOK_NAMES) == 15
 
 
 def test_every_event_hook_is_fired_by_the_code():
@@ -346,7 +412,7 @@ def test_every_event_hook_is_fired_by_the_code():
     events = set(re.findall(r"^def (\w+)\(", (ROOT / "backoffice" / "hookspecs.py").read_text()
                             .split("# --- Events", 1)[1].split("# --- Decisions", 1)[0],
                             flags=re.MULTILINE))
-    assert len(events) == 7
+    assert len(events) == 8
     for name in sorted(events):
         assert re.search(rf"emit_event\(\s*\"{name}\"", source), f"nothing fires {name}"
 

@@ -386,7 +386,8 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
     locked.status = CartStatus.ORDERED
     locked.save(update_fields=["status", "updated_at"])
     emit_event("order_placed", order_id=order.pk, order_number=order.number,
-               total=str(order.total), currency=order.currency)
+               total=str(order.total), currency=order.currency,
+               customer=lambda: notifications.customer_of(order))
     notifications.order_placed(order)
     return order
 

@@ -191,6 +191,13 @@ def queue_staff(event: str, key: str, *, order_id: int | None = None,
 # --- The domain's events ------------------------------------------------------------------------
 
 
+def customer_of(order: Any) -> dict[str, str]:
+    """The customer of an order as plugins get it: email, phone (E.164 or ""), name, language
+    ("" for the store's)."""
+    return {"email": order.email, "phone": e164_or_blank(order.phone),
+            "name": order.customer_name, "language": customer_preferences(order.user_id)[1]}
+
+
 def _for_order(order: Any, event: str, key: str, **facts: Any) -> int:
     return queue_customer(event, key, email=order.email, phone=order.phone,
                           user_id=order.user_id, order_id=order.pk, context=facts)

@@ -261,6 +261,7 @@ def _apply(order: Order, actor: Actor, note: str = "", *, payment: str | None = 
             "order_status_changed", order_id=order.pk, order_number=order.number or "",
             old_status=old, new_status=new, state=state, status=order.status,
             payment_status=order.payment_status, fulfilment_status=order.fulfilment_status,
+            reason=note, customer=lambda: notifications.customer_of(order),
         )
     notifications.order_moved(order, moves, note)
     bought = is_purchased(status=order.status, payment=order.payment_status,
@@ -552,7 +553,9 @@ def create_shipment(
            + (f" with {shipment.carrier}" if shipment.carrier else "")
            + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "") + ".")
     emit_event("shipment_created", shipment_id=shipment.pk, order_id=order.pk,
-               carrier=shipment.carrier, tracking_number=shipment.tracking_number)
+               carrier=shipment.carrier, tracking_number=shipment.tracking_number,
+               tracking_url=shipment.tracking_url, order_number=order.number or "",
+               customer=lambda: notifications.customer_of(order))
     notifications.shipment_created(order, shipment, wanted)
     _follow_the_goods(order, actor)
     return shipment
@@ -761,6 +764,10 @@ def _apply_refund(order: Order, refund: Refund, lines: dict[int, OrderLine],
            + (" (restocked)" if refund.restock else "")
            + (f": {refund.reason}" if refund.reason else "."))
     notifications.refund_succeeded(order, refund)
+    emit_event("order_refunded", refund_id=refund.pk, order_id=order.pk,
+               order_number=order.number or "", amount=str(refund.amount),
+               currency=order.currency, reason=refund.reason,
+               customer=lambda: notifications.customer_of(order))
     if order.refunded_total >= order.total:
         # Everything paid is back with the customer: nothing more will ship.
         _release_all(order, actor, "refunded in full")

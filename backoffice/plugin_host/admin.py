@@ -10,7 +10,8 @@ from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from backoffice.plugin_host.config import ConfigField
+from backoffice.crypto import DecryptionError
+from backoffice.plugin_host.config import ConfigField, coerce, open_stored
 from backoffice.plugin_host.errors import PluginConfigError
 from backoffice.plugin_host.events import retry_failed
 from backoffice.plugin_host.loading import get_plugin_host
@@ -23,33 +24,102 @@ from backoffice.plugin_host.models import (
 from backoffice.plugin_host.services import plan_plugin_config, update_plugin_config
 
 SETTING_PREFIX = "setting__"
+# A saved secret is never shown, and a blank secret field keeps it: this box removes it.
+CLEAR_SUFFIX = "__clear"
 
 
-def _form_field(field_: ConfigField, source: str, env_name: str, has_value: bool) -> forms.Field:
-    common = {"label": field_.label, "required": False, "help_text": field_.help_text}
+class SettingBooleanField(forms.NullBooleanField):
+    """Yes, no, or nothing saved so the default applies: three states a checkbox cannot show."""
+
+    def __init__(self, *, empty_label: str, **kwargs) -> None:
+        choices = [("", empty_label), ("true", _("Yes")), ("false", _("No"))]
+        super().__init__(widget=forms.Select(choices=choices), **kwargs)
+
+    def to_python(self, value):
+        if value == "on":  # what a checkbox posts
+            return True
+        return super().to_python(value)
+
+    def prepare_value(self, value):
+        return {True: "true", False: "false"}.get(self.to_python(value), "")
+
+
+def _yes_no(value) -> str:
+    return str(_("Yes") if value else _("No"))
+
+
+def shown_default(field_: ConfigField) -> str:
+    """The default as the merchant reads it ("" when there is none, or the field is secret)."""
+    if not field_.has_default or field_.is_secret:
+        return ""
+    try:
+        value = coerce(field_, field_.default)
+    except (ValueError, TypeError):
+        return str(field_.default)
+    if field_.kind == "bool":
+        return _yes_no(value)
+    if field_.kind == "choice":
+        return str(dict(field_.choices).get(value, value))
+    return str(value)
+
+
+def _help_text(field_: ConfigField, source: str, env_name: str, secret_state: str) -> str:
+    parts = []
     if source == "env":
-        common["help_text"] = _("Set by the environment variable %(name)s, which wins.") % {
-            "name": env_name
-        }
-        common["disabled"] = True
+        parts.append(_("Set by the environment variable %(name)s, which wins over the value "
+                       "saved here.") % {"name": env_name})
+    elif secret_state:
+        parts.append(secret_state)
+    if field_.help_text:
+        parts.append(str(field_.help_text))
+    default = shown_default(field_)
+    if default:
+        parts.append(_("Default: %(default)s (used when nothing is saved).")
+                     % {"default": default})
+    return " ".join(str(part) for part in parts)
+
+
+def _form_field(
+    field_: ConfigField, source: str, env_name: str, has_value: bool, readable: bool = True
+) -> forms.Field:
+    secret_state = ""
     if field_.is_secret:
-        state = _("A value is saved; leave blank to keep it.") if has_value else _("Not set.")
-        if source != "env":
-            common["help_text"] = f"{state} {field_.help_text}".strip()
+        secret_state = (
+            _("A value is saved; leave blank to keep it.") if has_value and readable
+            else _("A value is saved but cannot be decrypted with the configured keys "
+                   "(SECRETS_ENCRYPTION_KEYS): enter it again, or remove it.") if has_value
+            else _("Not set.")
+        )
+    common = {
+        "label": field_.label, "required": False,
+        "help_text": _help_text(field_, source, env_name, secret_state),
+    }
+    if source == "env":
+        common["disabled"] = True
+    default = shown_default(field_)
+    placeholder = {"placeholder": default} if default and source != "env" else {}
+    if field_.is_secret:
         return forms.CharField(widget=forms.PasswordInput(render_value=False), **common)
     if field_.kind == "bool":
-        return forms.BooleanField(**common)
+        empty = _("Default (%(default)s)") % {"default": default} if default else _("Not set")
+        return SettingBooleanField(empty_label=empty, **common)
     if field_.kind == "int":
-        return forms.IntegerField(**common)
+        return forms.IntegerField(widget=forms.NumberInput(attrs=placeholder), **common)
     if field_.kind == "decimal":
-        return forms.DecimalField(**common)
+        return forms.DecimalField(widget=forms.NumberInput(attrs=placeholder), **common)
     if field_.kind == "choice":
-        return forms.ChoiceField(choices=[("", "---"), *field_.choices], **common)
+        empty = _("Default (%(default)s)") % {"default": default} if default else "---"
+        return forms.ChoiceField(choices=[("", empty), *field_.choices], **common)
     if field_.kind == "text":
-        return forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), **common)
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 4, **placeholder}), **common)
     if field_.kind == "url":
-        return forms.URLField(assume_scheme="https", **common)
-    return forms.CharField(**common)
+        return forms.URLField(assume_scheme="https", widget=forms.URLInput(attrs=placeholder),
+                              **common)
+    return forms.CharField(widget=forms.TextInput(attrs=placeholder), **common)
+
+
+def _has_value(stored: dict, field_: ConfigField) -> bool:
+    return stored.get(field_.name) not in (None, "")
 
 
 class PluginConfigForm(forms.ModelForm):
@@ -63,16 +133,29 @@ class PluginConfigForm(forms.ModelForm):
         self.plugin = host.plugins.get(self.instance.identifier)
         if self.plugin is None:
             return
-        resolved = host.config(self.instance.identifier, stored=self.instance.settings)
+        stored = self.instance.settings or {}
+        resolved = host.config(self.instance.identifier, stored=stored)
         for field_ in self.plugin.config_fields:
-            stored = self.instance.settings.get(field_.name)
+            source = resolved.sources[field_.name]
+            has_value = _has_value(stored, field_)
+            try:
+                saved = open_stored(self.plugin.name, field_.name, stored.get(field_.name))
+                readable = True
+            except DecryptionError:
+                saved, readable = None, False
             form_field = _form_field(
-                field_, resolved.sources[field_.name], field_.env_name(self.plugin.name),
-                has_value=stored not in (None, ""),
+                field_, source, field_.env_name(self.plugin.name), has_value=has_value,
+                readable=readable,
             )
             if not field_.is_secret:
-                form_field.initial = stored
+                # What is in effect when it comes from the environment, else what is saved.
+                form_field.initial = resolved.values[field_.name] if source == "env" else saved
             self.fields[SETTING_PREFIX + field_.name] = form_field
+            if field_.is_secret and has_value:
+                self.fields[SETTING_PREFIX + field_.name + CLEAR_SUFFIX] = forms.BooleanField(
+                    label=_("Remove the saved %(label)s") % {"label": field_.label},
+                    required=False,
+                )
 
     def clean(self):
         cleaned = super().clean()
@@ -81,9 +164,16 @@ class PluginConfigForm(forms.ModelForm):
         changes = {}
         for field_ in self.plugin.config_fields:
             key = SETTING_PREFIX + field_.name
+            if cleaned.get(key + CLEAR_SUFFIX):
+                if cleaned.get(key):
+                    self.add_error(key + CLEAR_SUFFIX, _(
+                        "Enter a new value or remove the saved one, not both."))
+                changes[field_.name] = ""  # removed: the default (if any) applies again
+                continue
             if self.fields[key].disabled:
                 continue
             value = cleaned.get(key)
+            # A blank secret keeps the saved one; any other blank field removes its value.
             changes[field_.name] = (value or None) if field_.is_secret else value
         self.setting_changes = changes
         _planned, errors = plan_plugin_config(
@@ -122,7 +212,14 @@ class PluginConfigAdmin(ModelAdmin):
 
     def _setting_fields(self, obj) -> list[str]:
         plugin = get_plugin_host().plugins.get(obj.identifier) if obj else None
-        return [SETTING_PREFIX + f.name for f in plugin.config_fields] if plugin else []
+        if plugin is None:
+            return []
+        names = []
+        for field_ in plugin.config_fields:
+            names.append(SETTING_PREFIX + field_.name)
+            if field_.is_secret and _has_value(obj.settings or {}, field_):
+                names.append(SETTING_PREFIX + field_.name + CLEAR_SUFFIX)
+        return names
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["fields"] = ["active"]

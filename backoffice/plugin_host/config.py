@@ -2,12 +2,15 @@
 
 A plugin declares ``config_fields = [ConfigField(...), ...]``. The effective value of a field is,
 in order: the environment variable (``<PLUGIN>_<FIELD>`` upper-cased, or the field's ``env``),
-the value saved in the admin, the field's default. Secret fields are write-only in the admin.
+the value saved in the admin, the field's default. Secret fields are write-only in the admin and
+encrypted at rest: ``seal_settings`` encrypts them before they are stored, ``resolve_config``
+decrypts them (``backoffice.crypto``); plain values stored before encryption are still read.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +18,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from backoffice import crypto
 from backoffice.plugin_host.errors import PluginConfigError
+
+logger = logging.getLogger(__name__)
 
 FieldKind = Literal["str", "text", "secret", "int", "bool", "decimal", "url", "choice"]
 _TRUE = {"1", "true", "yes", "on"}
@@ -40,6 +46,37 @@ class ConfigField:
 
     def env_name(self, plugin: str) -> str:
         return self.env or f"{plugin}_{self.name}".upper().replace("-", "_").replace(".", "_")
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not None and self.default != ""
+
+
+def seal_settings(fields: Sequence[ConfigField], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as they are stored: the secret fields' plain values encrypted
+    (``{"encrypted": token}``); values already encrypted and the other fields as they are."""
+    secret = {field_.name for field_ in fields if field_.is_secret}
+    return {
+        name: crypto.seal(str(value))
+        if name in secret and value not in (None, "") and not crypto.is_sealed(value) else value
+        for name, value in settings.items()
+    }
+
+
+def undecryptable_message(exc: Exception) -> str:
+    """The message of a stored secret that ``crypto`` cannot open (never the value)."""
+    return f"the saved value {exc}; enter it again, or restore the key"
+
+
+def open_stored(plugin: str, name: str, value: Any) -> Any:
+    """A stored value in plain form (decrypted when encrypted); ``DecryptionError`` names the
+    plugin and the field, never the value."""
+    try:
+        return crypto.unseal(value)
+    except crypto.DecryptionError as exc:
+        raise crypto.DecryptionError(
+            f"plugin {plugin!r}, setting {name!r}: {undecryptable_message(exc)}"
+        ) from None
 
 
 def coerce(field_: ConfigField, raw: Any) -> Any:
@@ -155,7 +192,11 @@ def resolve_config(
     stored: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> ResolvedConfig:
-    """The effective settings of ``plugin``: environment, then stored values, then defaults."""
+    """The effective settings of ``plugin``: environment, then stored values, then defaults.
+
+    ``stored`` is what ``PluginConfig.settings`` holds: encrypted secrets are decrypted here. One
+    that cannot be (the key it was encrypted with is gone) is an error of its field.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, Any] = {}
@@ -166,6 +207,15 @@ def resolve_config(
             raw, source = env_value, "env"
         elif stored.get(field_.name) not in (None, ""):
             raw, source = stored[field_.name], "admin"
+            if crypto.is_sealed(raw):
+                try:
+                    raw = crypto.unseal(raw)
+                except crypto.DecryptionError as exc:
+                    logger.error("plugin %s: the stored setting %s %s", plugin, field_.name, exc)
+                    errors[field_.name] = undecryptable_message(exc)
+                    values[field_.name] = None
+                    sources[field_.name] = source
+                    continue
         elif field_.default is not None:
             raw, source = field_.default, "default"
         else:

@@ -34,7 +34,11 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 60 * 60
-# Longer than the django-q2 job timeout: past it, the worker that ran the delivery is gone.
+# The time limit of one delivery (django-q2's per-task timeout): a plugin hook that runs longer
+# is stopped, and the delivery counts as a failed attempt once RUNNING_TIMEOUT has passed.
+DELIVERY_TIMEOUT_SECONDS = 60
+# Longer than the delivery's and the django-q2 cluster's job timeout: past it, the worker that
+# ran the delivery is gone.
 RUNNING_TIMEOUT = timedelta(minutes=10)
 DELIVER_TASK = "backoffice.plugin_host.events.deliver"
 
@@ -43,13 +47,16 @@ def emit_event(hook: str, **payload: Any) -> PluginEvent | None:
     """Record ``hook`` for every active plugin implementing it; deliver after commit.
 
     Must be called inside the transaction of the change it reports. ``payload`` must be plain
-    JSON (ids and strings, not model instances). Returns ``None`` when no plugin listens.
+    JSON (ids and strings, not model instances); a value may be a callable returning it, called
+    only when some plugin listens (for values that cost a query). ``event_id`` is added at
+    delivery. Returns ``None`` when no plugin listens.
     """
     if hook not in hookspecs.HOOK_NAMES:
         raise ValueError(f"{hook!r} is not a hook")
     listeners = get_plugin_host().implementations(hook)
     if not listeners:
         return None
+    payload = {key: value() if callable(value) else value for key, value in payload.items()}
     now = timezone.now()
     with transaction.atomic():
         event = PluginEvent.objects.create(hook=hook, payload=payload)
@@ -66,7 +73,10 @@ def emit_event(hook: str, **payload: Any) -> PluginEvent | None:
 
 def _enqueue(delivery_ids: list[int]) -> None:
     for delivery_id in delivery_ids:
-        async_task(DELIVER_TASK, delivery_id, task_name=f"plugin-delivery-{delivery_id}")
+        async_task(
+            DELIVER_TASK, delivery_id, task_name=f"plugin-delivery-{delivery_id}",
+            timeout=DELIVERY_TIMEOUT_SECONDS,
+        )
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -89,6 +99,12 @@ def _record_failure(delivery: PluginEventDelivery, error: str) -> None:
             "plugin %s gave up on %s after %d attempts: %s",
             delivery.plugin, delivery.event.hook, delivery.attempts, error.splitlines()[-1],
         )
+        from backoffice.notifications import services as notifications
+
+        with transaction.atomic():
+            notifications.plugin_failed(delivery_id=delivery.pk, plugin=delivery.plugin,
+                                        hook=delivery.event.hook, attempts=delivery.attempts,
+                                        error=error)
     else:
         delivery.status = DeliveryStatus.PENDING
         delivery.next_attempt_at = timezone.now() + _backoff(delivery.attempts)
@@ -110,7 +126,8 @@ def deliver(delivery_id: int) -> str:
         _record_failure(delivery, f"plugin {delivery.plugin!r} is not installed any more")
         return delivery.status
     try:
-        host.call_one(delivery.event.hook, delivery.plugin, dict(delivery.event.payload))
+        host.call_one(delivery.event.hook, delivery.plugin,
+                      {**delivery.event.payload, "event_id": delivery.event_id})
     except Exception:  # noqa: BLE001 - a plugin's failure is recorded, never propagated
         _record_failure(delivery, traceback.format_exc())
         return delivery.status

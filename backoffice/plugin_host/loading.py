@@ -142,6 +142,9 @@ class PluginHost:
         return set(active) & set(self.plugins)
 
     def config(self, name: str, stored: dict | None = None) -> ResolvedConfig:
+        """The effective settings of plugin ``name`` (``stored``: its ``PluginConfig.settings``,
+        read when not given). Secrets come decrypted; one that cannot be is an error of its
+        field (``.errors``), which keeps the plugin's providers from being used."""
         from backoffice.plugin_host.models import PluginConfig
 
         plugin = self.plugins[name]

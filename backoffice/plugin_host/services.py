@@ -114,7 +114,9 @@ def plan_plugin_config(
     """Apply ``changes`` to ``stored`` settings; return the new settings and any errors.
 
     A secret given as ``None`` keeps its stored value; any other field given as ``None`` or
-    ``""`` is cleared. Activating with a required setting missing is an error.
+    ``""`` is cleared (so its default applies again), and so is a secret given as ``""``.
+    Activating with a required setting missing is an error. ``stored`` may hold encrypted
+    secrets and the new settings may hold plain ones: ``update_plugin_config`` encrypts them.
     """
     host = get_plugin_host()
     fields = {f.name: f for f in host.plugins[identifier].config_fields}
@@ -137,9 +139,11 @@ def update_plugin_config(
     *, identifier: str, active: bool, changes: dict[str, Any], user: Any = None
 ) -> Any:
     """Save a plugin's settings and on/off state; ``PluginConfigError`` (nothing saved) when a
-    value is invalid or the plugin would be active with required settings missing."""
+    value is invalid or the plugin would be active with required settings missing. Secret
+    settings are stored encrypted (``backoffice.crypto``)."""
     from django.db import transaction
 
+    from backoffice.plugin_host.config import seal_settings
     from backoffice.plugin_host.models import PluginConfig
 
     with transaction.atomic():
@@ -150,7 +154,7 @@ def update_plugin_config(
         if errors:
             raise PluginConfigError(identifier, errors)
         was_active = row.active
-        row.settings = new
+        row.settings = seal_settings(get_plugin_host().plugins[identifier].config_fields, new)
         row.active = active
         row.updated_by = user if getattr(user, "is_authenticated", False) else None
         row.save()

@@ -13,8 +13,10 @@ from backoffice.hookspecs import hookimpl
 from backoffice.plugin_host.config import ConfigField
 from backoffice.plugin_host.loading import get_plugin_host
 
-__version__ = "1.0.0"
-hookspec_version = ">=1.0,<2"
+__version__ = "1.1.0"
+# 1.2: every event has an event_id (sent as X-Backoffice-Event-Id, for the receiver to
+# drop a retried delivery it already has) and order events the customer.
+hookspec_version = ">=1.2,<2"
 label = "Webhook notifier"
 PLUGIN_NAME = "webhook_notifier"
 TIMEOUT_SECONDS = 10
@@ -31,7 +33,7 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _post(event: str, data: dict[str, Any]) -> None:
+def _post(event: str, data: dict[str, Any], event_id: int) -> None:
     settings = get_plugin_host().config(PLUGIN_NAME).values
     body = json.dumps({"event": event, "data": data}, sort_keys=True).encode()
     response = requests.post(
@@ -40,6 +42,7 @@ def _post(event: str, data: dict[str, Any]) -> None:
         headers={
             "Content-Type": "application/json",
             "X-Backoffice-Event": event,
+            "X-Backoffice-Event-Id": str(event_id),
             "X-Backoffice-Signature": sign(settings["secret"], body),
         },
         timeout=TIMEOUT_SECONDS,
@@ -49,31 +52,45 @@ def _post(event: str, data: dict[str, Any]) -> None:
 
 
 @hookimpl
-def order_placed(order_id: int, order_number: str, total: str, currency: str) -> None:
+def order_placed(order_id: int, order_number: str, total: str, currency: str, customer: dict,
+                 event_id: int) -> None:
     _post("order_placed", {"order_id": order_id, "order_number": order_number,
-                           "total": total, "currency": currency})
+                           "total": total, "currency": currency, "customer": customer}, event_id)
 
 
 @hookimpl
-def order_status_changed(order_id: int, order_number: str, old_status: str, new_status: str):
+def order_status_changed(order_id: int, order_number: str, state: str, old_status: str,
+                         new_status: str, reason: str, event_id: int) -> None:
     _post("order_status_changed", {"order_id": order_id, "order_number": order_number,
-                                   "old_status": old_status, "new_status": new_status})
+                                   "state": state, "old_status": old_status,
+                                   "new_status": new_status, "reason": reason}, event_id)
 
 
 @hookimpl
-def payment_status_changed(payment_id: int, order_id: int, provider: str, new_status: str):
+def payment_status_changed(payment_id: int, order_id: int, provider: str, new_status: str,
+                           event_id: int) -> None:
     # Takes a subset of the hook's arguments: that is allowed, and survives new arguments.
     _post("payment_status_changed", {"payment_id": payment_id, "order_id": order_id,
-                                     "provider": provider, "status": new_status})
+                                     "provider": provider, "status": new_status}, event_id)
 
 
 @hookimpl
-def shipment_created(shipment_id: int, order_id: int, carrier: str, tracking_number: str):
+def shipment_created(shipment_id: int, order_id: int, carrier: str, tracking_number: str,
+                     tracking_url: str, event_id: int) -> None:
     _post("shipment_created", {"shipment_id": shipment_id, "order_id": order_id,
-                               "carrier": carrier, "tracking_number": tracking_number})
+                               "carrier": carrier, "tracking_number": tracking_number,
+                               "tracking_url": tracking_url}, event_id)
 
 
 @hookimpl
-def stock_low(sku: str, warehouse_id: int, available: int, threshold: int) -> None:
+def order_refunded(refund_id: int, order_id: int, amount: str, currency: str, reason: str,
+                   event_id: int) -> None:
+    _post("order_refunded", {"refund_id": refund_id, "order_id": order_id, "amount": amount,
+                             "currency": currency, "reason": reason}, event_id)
+
+
+@hookimpl
+def stock_low(sku: str, warehouse_id: int, available: int, threshold: int,
+              event_id: int) -> None:
     _post("stock_low", {"sku": sku, "warehouse_id": warehouse_id, "available": available,
-                        "threshold": threshold})
+                        "threshold": threshold}, event_id)
