@@ -176,10 +176,10 @@ def test_a_checkout_mails_one_confirmation_through_smtp_and_a_replay_sends_nothi
     # The event again (a replayed webhook, a retried job): no new row, no new mail.
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         notifications.order_placed(order)
-    assert notifications.send_event(f"order:{order.pk}:placed") == 0
+    assert notifications.send_event(f"order_placed:order:{order.pk}:placed") == 0
     assert notifications.send(row.pk) == "skipped"
     assert len(smtp.to("amina@example.com")) == 1
-    assert Notification.objects.filter(event_key=f"order:{order.pk}:placed").count() == 2
+    assert Notification.objects.filter(order=order).count() == 2
 
 
 def test_a_rolled_back_change_leaves_no_message(client, shelf):
@@ -511,3 +511,37 @@ def test_a_plugin_that_gives_up_alerts_the_staff(boss, register_plugin):
     alert = Notification.objects.get(event="staff_plugin_failed")
     assert alert.recipient == "boss@shop.example"
     assert alert.context["plugin"] == "erp_sync" and "refused" in alert.context["error"]
+
+
+def test_a_merchant_who_buys_from_their_own_store_gets_the_confirmation_and_the_alert(client):
+    get_user_model().objects.create_superuser("me", "me@shop.example", "x")
+    order = checkout(client, email_address="me@shop.example")
+    assert sorted(order.notifications.values_list("event", "recipient")) == [
+        ("order_placed", "me@shop.example"), ("staff_new_order", "me@shop.example")]
+
+
+def test_the_store_warns_when_no_email_channel_is_active():
+    from django.core.checks import run_checks
+
+    from backoffice.plugin_host.models import PluginConfig
+
+    assert not [w for w in run_checks(databases=["default"]) if w.id == "backoffice.W201"]
+    PluginConfig.objects.filter(identifier="email").update(active=False)
+    assert [w.id for w in run_checks(databases=["default"]) if w.id == "backoffice.W201"] == [
+        "backoffice.W201"]
+
+
+def test_staff_edit_a_customers_phone_and_channels_by_the_same_rules():
+    from backoffice.customers.admin import CustomerProfileForm
+    from backoffice.customers.models import CustomerProfile
+
+    user = get_user_model().objects.create_user("c@example.com", "c@example.com", PASSWORD)
+    profile = CustomerProfile.objects.create(user=user)
+    form = CustomerProfileForm({"phone": "0712 345 678", "channels": ["sms"], "language": "",
+                                "preferences": "{}"}, instance=profile)
+    assert form.is_valid(), form.errors
+    form.save()
+    profile.refresh_from_db()
+    assert (profile.phone, profile.notification_channels) == ("+254712345678", ["sms"])
+    bad = CustomerProfileForm({"phone": "12", "preferences": "{}"}, instance=profile)
+    assert not bad.is_valid() and "valid phone number" in bad.errors["phone"][0]

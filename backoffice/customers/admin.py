@@ -1,5 +1,6 @@
 """Customers in the admin: profiles on the user page, addresses, and API sessions."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -10,11 +11,49 @@ from backoffice.customers.models import Address, CustomerProfile, TokenFamily
 from backoffice.customers.services import revoke_sessions
 
 
+class CustomerProfileForm(forms.ModelForm):
+    """The phone in E.164 and the channels as checkboxes: the same rules as the API's."""
+
+    channels = forms.MultipleChoiceField(
+        label=_("Messages about orders by"), required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked and never chosen: the store's defaults."),
+    )
+
+    class Meta:
+        model = CustomerProfile
+        fields = ["phone", "language", "accepts_marketing", "preferences"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from backoffice.notifications.services import active_channels
+
+        codes = sorted(set(active_channels()) | {"email", "sms"})
+        self.fields["channels"].choices = [(code, code) for code in codes]
+        self.fields["channels"].initial = self.instance.notification_channels or []
+
+    def clean_phone(self) -> str:
+        from backoffice.notifications.phones import InvalidPhoneNumber, to_e164
+
+        raw = self.cleaned_data.get("phone", "")
+        try:
+            return to_e164(raw) if raw.strip() else ""
+        except InvalidPhoneNumber as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def save(self, commit: bool = True):
+        chosen = self.cleaned_data.get("channels") or []
+        if chosen or self.instance.notification_channels is not None:
+            self.instance.notification_channels = sorted(chosen)
+        return super().save(commit)
+
+
 class CustomerProfileInline(StackedInline):
     model = CustomerProfile
+    form = CustomerProfileForm
     can_delete = False
     extra = 0
-    fields = ["phone", "accepts_marketing", "preferences"]
+    fields = ["phone", "channels", "language", "accepts_marketing", "preferences"]
 
 
 @admin.register(Address)

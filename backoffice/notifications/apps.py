@@ -10,6 +10,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from backoffice.notifications import checks  # noqa: F401 - registers the checks
         from backoffice.notifications.setup import ensure_rules
 
         post_migrate.connect(ensure_rules, sender=self)

@@ -49,6 +49,9 @@ _ORDER = {
     "shipping_method": "Nairobi delivery",
     "payment_method": "M-Pesa",
     "payment_instructions": "Approve the M-Pesa prompt on your phone to pay KES 3,650.00.",
+    "pay_on_delivery": False,
+    "paid": False,
+    "shipped": False,
     "order_url": "",
 }
 

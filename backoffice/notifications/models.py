@@ -28,8 +28,8 @@ class Audience(models.TextChoices):
 
 class Notification(models.Model):
     event = models.CharField(_("event"), max_length=50, db_index=True)
-    # The one domain event this message tells of ("order:12:placed", "refund:7"): with the
-    # recipient and channel, unique.
+    # The message and the one domain event it tells of ("order_placed:order:12:placed",
+    # "order_refunded:refund:7:refunded"): with the recipient and channel, unique.
     event_key = models.CharField(_("event key"), max_length=120)
     audience = models.CharField(_("audience"), max_length=10, choices=Audience.choices)
     channel = models.CharField(_("channel"), max_length=50)

@@ -125,6 +125,7 @@ def queue_customer(event: str, key: str, *, email: str = "", phone: str = "",
     on, and that they have an address for (account mails: email only, whatever they chose).
     Returns how many messages were offered (a replay offers them again and writes nothing)."""
     spec = catalogue.event(event)
+    key = f"{event}:{key}"
     active = active_channels()
     chosen, language = customer_preferences(user_id)
     if spec.email_only:
@@ -171,6 +172,7 @@ def queue_staff(event: str, key: str, *, order_id: int | None = None,
     """Queue a staff alert for everyone set up to hear it (email; SMS for phone numbers, on the
     ``sms`` channel when active, else the first active phone channel)."""
     catalogue.event(event)
+    key = f"{event}:{key}"
     active = active_channels()
     by_kind: dict[str, str] = {}
     for code in sorted(active, key=lambda c: (c != "sms", c != "email", c)):
@@ -350,6 +352,7 @@ def order_context(order: Any) -> dict[str, Any]:
         "payment_method": method_name,
         "pay_on_delivery": order.pay_on_delivery,
         "paid": order.payment_status != "unpaid",
+        "shipped": order.fulfilment_status != "unfulfilled",
         "payment_instructions": "" if order.payment_status != "unpaid" else _instructions(order),
         "order_url": url.format(order_number=order.number or "", order_token=order.token)
         if url else "",
