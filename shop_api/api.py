@@ -19,6 +19,7 @@ from shop_api.routers import (
     checkout,
     integration_orders,
     integrations,
+    notifications,
     orders,
     payments,
     reviews,
@@ -84,6 +85,7 @@ api.add_router("/", cart.router)
 api.add_router("/", checkout.router)
 api.add_router("/", orders.router)
 api.add_router("/", payments.router)
+api.add_router("/", notifications.router)
 mount_plugin_routers(api)
 
 

@@ -406,3 +406,69 @@ class FakeChapa(FakeProvider):
             "x-chapa-signature": hmac.new(secret, body, hashlib.sha256).hexdigest(),
             "Chapa-Signature": hmac.new(secret, secret, hashlib.sha256).hexdigest(),
         })
+
+
+# --- Africa's Talking (SMS) -----------------------------------------------------------------------
+
+
+class FakeAfricasTalking(FakeProvider):
+    """The bulk SMS endpoint (``POST /version1/messaging``, a form with the ``apiKey`` header),
+    answering as Africa's Talking documents, and its delivery reports.
+
+    A number listed in ``refusals`` (``{"+254700000403": (403, "InvalidPhoneNumber")}``) gets
+    that status instead of 101 Sent. The form encoding is checked, not assumed: the fields
+    are read from the raw body."""
+
+    COST = "KES 0.8000"
+
+    def __init__(self, *, username: str, api_key: str, report_url: str = "",
+                 refusals: dict[str, tuple[int, str]] | None = None) -> None:
+        super().__init__()
+        self.username, self.api_key, self.report_url = username, api_key, report_url
+        self.refusals = dict(refusals or {})
+        self.messages: dict[str, dict[str, str]] = {}  # messageId -> the form sent
+
+    def answer(self, request: Received) -> tuple[int, Any]:
+        if request.method != "POST" or request.path != "/version1/messaging":
+            return self.refuse(f"unexpected {request.method} {request.path}", 404,
+                               "Not Found")
+        form = request.form
+        if (request.headers.get("apikey") != self.api_key
+                or form.get("username") != self.username):
+            # Africa's Talking answers a wrong key or username with this text and a 401.
+            return self.refuse("wrong apiKey header or username", 401,
+                               "The supplied authentication is invalid")
+        if not request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            return self.refuse("not a form", 415, "Unsupported Media Type")
+        if not form.get("to") or not form.get("message"):
+            return self.refuse("no to or no message", 400,
+                               "Request is missing required form field 'to' or 'message'")
+        recipients = []
+        for number in form["to"].split(","):
+            code, status = self.refusals.get(number, (101, "Success"))
+            message_id = f"ATXid_{secrets.token_hex(16)}" if code < 400 else "None"
+            if code < 400:
+                self.messages[message_id] = form
+            recipients.append({"statusCode": code, "number": number, "status": status,
+                               "cost": self.COST if code < 400 else "0",
+                               "messageId": message_id})
+        sent = sum(1 for r in recipients if r["statusCode"] < 400)
+        total = f"KES {Decimal(self.COST.split()[1]) * sent:.4f}" if sent else "0"
+        return 201, {"SMSMessageData": {
+            "Message": f"Sent to {sent}/{len(recipients)} Total Cost: {total}",
+            "Recipients": recipients}}
+
+    def report(self, message_id: str, status: str = "Success",
+               failure_reason: str = "") -> Webhook:
+        """The network's word on a message: the delivery report Africa's Talking posts (a form,
+        ``application/x-www-form-urlencoded``)."""
+        from urllib.parse import urlencode
+
+        form = self.messages[message_id]
+        fields = {"id": message_id, "status": status, "phoneNumber": form["to"],
+                  "networkCode": "99999", "retryCount": "0"}  # 99999: the sandbox's network
+        if failure_reason:
+            fields["failureReason"] = failure_reason
+        return Webhook(self.report_url, urlencode(fields).encode(),
+                       {"Content-Type": "application/x-www-form-urlencoded"})
