@@ -104,6 +104,14 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
         ],
     ),
     (
+        _("Messages"),
+        [
+            SidebarItem(_("Notifications"), "notifications", "notifications.notification"),
+            SidebarItem(_("Message templates"), "edit_note", "notifications.notificationrule"),
+            SidebarItem(_("Staff alerts"), "campaign", "notifications.staffalert"),
+        ],
+    ),
+    (
         _("Access"),
         [
             SidebarItem(_("API keys"), "vpn_key", "integrations.apikey"),

@@ -35,7 +35,8 @@ def test_dashboard_shows_the_sidebar_sections(staff_client, django_assert_max_nu
         response = staff_client.get("/admin/")
     assert response.status_code == 200
     html = response.content.decode()
-    for label in ("Scheduled jobs", "Finished jobs", "Failed jobs", "Customers and staff"):
+    for label in ("Scheduled jobs", "Finished jobs", "Failed jobs", "Customers and staff",
+                  "Notifications", "Message templates", "Staff alerts"):
         assert label in html
 
 
@@ -47,6 +48,7 @@ def test_sidebar_shows_only_what_the_staff_member_may_view(client, django_user_m
     assert "Scheduled jobs" in html
     assert "Failed jobs" not in html
     assert "Customers and staff" not in html
+    assert "Message templates" not in html
 
 
 def test_failed_jobs_badge_counts_failures(staff_client):

@@ -282,7 +282,9 @@ def test_pay_ship_in_parts_deliver_with_stock_and_events(shelf):
     assert told[-1] == {"order_id": order.pk, "order_number": order.number,
                         "state": "order", "old_status": "open", "new_status": "completed",
                         "status": "completed", "payment_status": "paid",
-                        "fulfilment_status": "delivered"}
+                        "fulfilment_status": "delivered", "reason": "",
+                        "customer": {"email": order.email, "phone": "+254700000001",
+                                     "name": "Amina Otieno", "language": ""}}
     assert PluginEvent.objects.filter(hook="shipment_created").count() == 2
 
 

@@ -127,8 +127,8 @@ def post(client, url: str, data: dict | None = None):
 # and user (2); the sidebar's three badges, orders to fulfil included (3); on the order list the
 # payment and shipping filters' choices from the active plugins (3), the count (on PostgreSQL an
 # unfiltered list first asks the planner's estimate, +1) and the page; on the order page the
-# order, its lines, shipments and their lines, refunds and their lines, the timeline, and the
-# content type of the history link.
+# order, its lines, shipments and their lines, refunds and their lines, the timeline and the
+# messages sent about the order (listed in it), and the content type of the history link.
 def _budgets(placed: list[Order]) -> dict[str, int]:
     full = placed[4]  # shipped in two parcels, delivered, partly refunded, with a coupon
     unpaid = placed[0]
@@ -144,8 +144,8 @@ def _budgets(placed: list[Order]) -> dict[str, int]:
         f"{ORDERS}?q=TEE-S": 10,
         f"{ORDERS}?q=buyer1": 10,
         f"{ORDERS}?q=%23{full.number}": 11,  # the number is looked up first
-        change_url(full): 14,  # + its payments
-        change_url(unpaid): 14,
+        change_url(full): 15,  # + its payments
+        change_url(unpaid): 15,
         f"{ORDERS}{full.pk}/packing-slip/": 4,
         f"{ORDERS}{full.pk}/invoice/": 4,
         f"{ORDERS}{placed[1].pk}/ship/": 8,  # + the pending refunds that hold units back

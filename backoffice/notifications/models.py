@@ -94,8 +94,10 @@ class NotificationRule(models.Model):
     enabled = models.BooleanField(_("send"), default=True)
 
     class Meta:
-        verbose_name = _("notification switch")
-        verbose_name_plural = _("notification switches")
+        # The admin's "Message templates" page lists these: each message and channel, its
+        # switch, and a link to its wording.
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
         ordering = ["event", "channel"]
         constraints = [
             models.UniqueConstraint(fields=["event", "channel"], name="one_rule_per_channel"),
@@ -124,8 +126,8 @@ class MessageTemplate(models.Model):
     )
 
     class Meta:
-        verbose_name = _("message template")
-        verbose_name_plural = _("message templates")
+        verbose_name = _("message wording")
+        verbose_name_plural = _("message wordings")
         ordering = ["event", "channel", "language"]
         constraints = [
             models.UniqueConstraint(fields=["event", "channel", "language"],

@@ -86,9 +86,12 @@ def _engine() -> Engine:
 def compile_source(source: str, *, autoescape: bool, part: str = "") -> Any:
     """Compile a template's source; ``TemplateError`` naming the part when it cannot."""
     try:
+        template = _engine().from_string(source)
         if not autoescape:
-            source = "{% autoescape off %}" + source + "{% endautoescape %}"
-        return _engine().from_string(source)
+            # Compiled as written first, so that an error names the merchant's own tags.
+            template = _engine().from_string(
+                "{% autoescape off %}" + source + "{% endautoescape %}")
+        return template
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{part or 'template'}: {exc}") from exc
 

@@ -32,13 +32,23 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, ngettext_lazy
@@ -66,6 +76,8 @@ from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import EstimatedCountPaginator
 from backoffice.inventory.services import Actor
 from backoffice.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, format_money
+from backoffice.notifications.admin import order_timeline_message
+from backoffice.notifications.models import Notification
 from backoffice.orders import services
 from backoffice.orders.models import (
     Order,
@@ -482,16 +494,41 @@ class PaymentInline(_ReadOnlyInline):
 
 
 class OrderEventInline(_ReadOnlyInline):
-    """The timeline, oldest first: every status move, shipment, refund, payment and note."""
+    """The timeline, oldest first: every status move, shipment, refund, payment and note, and
+    the messages sent about the order (``order.notifications``, prefetched by the order page)
+    among them, each linking to its page."""
 
     model = OrderEvent
     verbose_name_plural = _("timeline")
     fields = ["created_at", "kind", "change", "by", "note"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
+    # One table of events and messages (the notifications app's template).
+    template = "admin/notifications/order_timeline.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OrderEvent]:
         return super().get_queryset(request).select_related("actor")
+
+    def get_formset(self, request: HttpRequest, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        inline = self
+        link = request.user.has_perm("notifications.view_notification")
+
+        class TimelineFormSet(formset):
+            @cached_property
+            def timeline(self) -> list[dict]:
+                rows = [inline.timeline_event(event) for event in self.get_queryset()]
+                if self.instance.pk is not None:
+                    rows += [order_timeline_message(message, link=link)
+                             for message in self.instance.notifications.all()]
+                return sorted(rows, key=lambda row: (row["when"], row["order"]))
+
+        return TimelineFormSet
+
+    def timeline_event(self, obj: OrderEvent) -> dict:
+        return {"when": obj.created_at, "kind": obj.get_kind_display(), "text": obj.change,
+                "by": self.by(obj), "note": obj.note, "status": "", "url": "",
+                "order": (0, obj.pk)}
 
     @display(description=_("status"))
     def change(self, obj: OrderEvent) -> str:
@@ -839,6 +876,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         order = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if order is not None:
+            # The timeline's messages, in one query.
+            prefetch_related_objects([order], Prefetch(
+                "notifications", queryset=Notification.objects.order_by("created_at", "id")))
             extra_context["order_page"] = self._order_page(request, order)
             extra_context["title"] = _("Order %(number)s") % {"number": order}
         return super().change_view(request, object_id, form_url, extra_context)
