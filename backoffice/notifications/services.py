@@ -57,6 +57,8 @@ BACKOFF_MAX_SECONDS = 60 * 60
 SEND_TIMEOUT_SECONDS = 60
 # A row still "sending" after this lost its worker: its outcome is unknown.
 SENDING_TIMEOUT = timedelta(minutes=5)
+# A message never tried this long after it was due lost its enqueue: the sweeper sends it.
+LOST_ENQUEUE_AFTER = timedelta(seconds=30)
 SEND_TASK = "backoffice.notifications.services.send"
 SEND_EVENT_TASK = "backoffice.notifications.services.send_event"
 _REDACTED = "[removed once sent: this message held a one-time link]"
@@ -477,8 +479,13 @@ def retry_due(limit: int = 500) -> int:
     stuck.update(status=Status.FAILED, next_attempt_at=None,
                  error="Its worker stopped while sending: it may or may not have gone out. "
                        "Resend it if it did not arrive.")
-    due = list(Notification.objects.filter(status=Status.QUEUED, next_attempt_at__lte=now)
-               .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    # A first attempt is its event job's to make; the sweeper takes it only once that job had
+    # time to (an enqueue lost between commit and queue), not in the same second.
+    due = list(Notification.objects.filter(
+        Q(attempts__gt=0, next_attempt_at__lte=now)
+        | Q(attempts=0, next_attempt_at__lte=now - LOST_ENQUEUE_AFTER),
+        status=Status.QUEUED,
+    ).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
     _enqueue(due)
     return len(due)
 
