@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
 .PHONY: demo test install lint check-migrations clean bench-api bench-checkout bench-webhooks \
-	fuzz-api
+	bench-notifications fuzz-api
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -70,6 +70,14 @@ bench-checkout: $(STAMP)
 ## (prints numbers). SQLite in a temporary folder, or a fresh database on DATABASE_URL's server.
 bench-webhooks: $(STAMP)
 	$(PY) benchmarks/webhook_bench.py $(BENCH_ARGS)
+
+## Notifications benchmark: 10,000 order confirmations sent by two django-q2 workers to a local
+## SMTP server (messages/s, latency, CPU), then checkout under gunicorn with notifications on and
+## off, alternating (prints numbers; exits non-zero if an invariant breaks). Fresh PostgreSQL
+## databases on DATABASE_URL's server (default postgres://postgres@127.0.0.1:5432/postgres), or
+## BENCH_ARGS=--sqlite; Redis db 14 as broker and cache when it answers, else the ORM broker.
+bench-notifications: $(STAMP)
+	$(PY) benchmarks/notifications_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,7 @@ without HTML escaping; the HTML part with it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -86,14 +87,19 @@ def _engine() -> Engine:
 def compile_source(source: str, *, autoescape: bool, part: str = "") -> Any:
     """Compile a template's source; ``TemplateError`` naming the part when it cannot."""
     try:
-        template = _engine().from_string(source)
-        if not autoescape:
-            # Compiled as written first, so that an error names the merchant's own tags.
-            template = _engine().from_string(
-                "{% autoescape off %}" + source + "{% endautoescape %}")
-        return template
+        return _compiled(source, autoescape)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{part or 'template'}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, autoescape: bool) -> Any:
+    """A compiled template per source: a merchant's edit is a new source, so a new entry."""
+    template = _engine().from_string(source)
+    if not autoescape:
+        # Compiled as written first (above), so that an error names the merchant's own tags.
+        template = _engine().from_string("{% autoescape off %}" + source + "{% endautoescape %}")
+    return template
 
 
 def _source(event: str, channel: str, kind: str, part: str, language: str,

@@ -18,6 +18,7 @@ again: a message may be lost and shown as such, never sent twice. Staff can rese
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,7 +59,7 @@ SEND_TIMEOUT_SECONDS = 60
 # A row still "sending" after this lost its worker: its outcome is unknown.
 SENDING_TIMEOUT = timedelta(minutes=5)
 # A message never tried this long after it was due lost its enqueue: the sweeper sends it.
-LOST_ENQUEUE_AFTER = timedelta(seconds=30)
+LOST_ENQUEUE_AFTER = timedelta(minutes=5)
 SEND_TASK = "backoffice.notifications.services.send"
 SEND_EVENT_TASK = "backoffice.notifications.services.send_event"
 _REDACTED = "[removed once sent: this message held a one-time link]"
@@ -90,19 +91,24 @@ def _switched_on(event: str, channels: Iterable[str]) -> set[str]:
 # --- Deciding (inside the change's transaction) -----------------------------------------------
 
 
-def _write(rows: list[Notification], event_key: str) -> int:
+def _write(rows: list[Notification], event_key: str, enqueue: bool = True) -> int:
     """Insert the rows (those already there are left as they are: a replay); send after
-    commit. Returns how many rows were offered."""
+    commit (``enqueue``; the caller enqueues otherwise). Returns how many rows were offered."""
     if not rows:
         return 0
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    transaction.on_commit(lambda: _enqueue_event(event_key))
+    if enqueue:
+        send_after_commit([event_key])
     return len(rows)
 
 
-def _enqueue_event(event_key: str) -> None:
-    async_task(SEND_EVENT_TASK, event_key, task_name=f"notify-{event_key}"[:100],
-               timeout=SEND_TIMEOUT_SECONDS * 5)
+def send_after_commit(event_keys: Sequence[str]) -> None:
+    """One job for these events' messages, once the transaction commits."""
+    keys = [key for key in event_keys if key]
+    if keys:
+        transaction.on_commit(lambda: async_task(
+            SEND_EVENT_TASK, *keys, task_name=f"notify-{keys[0]}"[:100],
+            timeout=SEND_TIMEOUT_SECONDS * 5, save=False))
 
 
 def customer_preferences(user_id: int | None) -> tuple[list[str], str]:
@@ -122,13 +128,16 @@ def customer_preferences(user_id: int | None) -> tuple[list[str], str]:
 
 def queue_customer(event: str, key: str, *, email: str = "", phone: str = "",
                    user_id: int | None = None, order_id: int | None = None,
-                   context: Mapping[str, Any] | None = None) -> int:
+                   context: Mapping[str, Any] | None = None, enqueue: bool = True) -> int:
     """Queue ``event`` for one customer on each channel they chose that is active and switched
     on, and that they have an address for (account mails: email only, whatever they chose).
-    Returns how many messages were offered (a replay offers them again and writes nothing)."""
+    Returns how many messages were offered (a replay offers them again and writes nothing).
+    ``enqueue=False``: the caller sends ``f"{event}:{key}"`` with ``send_after_commit``."""
     spec = catalogue.event(event)
     key = f"{event}:{key}"
     active = active_channels()
+    if not active:
+        return 0
     chosen, language = customer_preferences(user_id)
     if spec.email_only:
         wanted = [code for code, kind in active.items() if kind == "email"][:1]
@@ -145,7 +154,7 @@ def queue_customer(event: str, key: str, *, email: str = "", phone: str = "",
                 language=base_language(language), context=dict(context or {}),
                 sensitive=spec.sensitive, next_attempt_at=timezone.now(),
             ))
-    return _write(rows, key)
+    return _write(rows, key, enqueue)
 
 
 def staff_recipients(event: str) -> list[tuple[str, str]]:
@@ -170,12 +179,14 @@ def staff_recipients(event: str) -> list[tuple[str, str]]:
 
 
 def queue_staff(event: str, key: str, *, order_id: int | None = None,
-                context: Mapping[str, Any] | None = None) -> int:
+                context: Mapping[str, Any] | None = None, enqueue: bool = True) -> int:
     """Queue a staff alert for everyone set up to hear it (email; SMS for phone numbers, on the
     ``sms`` channel when active, else the first active phone channel)."""
     catalogue.event(event)
     key = f"{event}:{key}"
     active = active_channels()
+    if not active:
+        return 0
     by_kind: dict[str, str] = {}
     for code in sorted(active, key=lambda c: (c != "sms", c != "email", c)):
         by_kind.setdefault(active[code], code)
@@ -189,7 +200,7 @@ def queue_staff(event: str, key: str, *, order_id: int | None = None,
         for kind, address in staff_recipients(event)
         if kind in by_kind and by_kind[kind] in on
     ]
-    return _write(rows, key)
+    return _write(rows, key, enqueue)
 
 
 # --- The domain's events ------------------------------------------------------------------------
@@ -202,14 +213,19 @@ def customer_of(order: Any) -> dict[str, str]:
             "name": order.customer_name, "language": customer_preferences(order.user_id)[1]}
 
 
-def _for_order(order: Any, event: str, key: str, **facts: Any) -> int:
+def _for_order(order: Any, event: str, key: str, *, enqueue: bool = True, **facts: Any) -> int:
     return queue_customer(event, key, email=order.email, phone=order.phone,
-                          user_id=order.user_id, order_id=order.pk, context=facts)
+                          user_id=order.user_id, order_id=order.pk, context=facts,
+                          enqueue=enqueue)
 
 
 def order_placed(order: Any) -> None:
-    _for_order(order, "order_placed", f"order:{order.pk}:placed")
-    queue_staff("staff_new_order", f"order:{order.pk}:placed", order_id=order.pk)
+    """The confirmation and the staff's new-order alert: one job sends both."""
+    key = f"order:{order.pk}:placed"
+    customer = _for_order(order, "order_placed", key, enqueue=False)
+    staff = queue_staff("staff_new_order", key, order_id=order.pk, enqueue=False)
+    send_after_commit([f"order_placed:{key}" if customer else "",
+                       f"staff_new_order:{key}" if staff else ""])
 
 
 def order_moved(order: Any, moves: Sequence[tuple[str, str, str]], note: str = "") -> None:
@@ -305,14 +321,8 @@ def _address_lines(address: Mapping[str, Any] | None) -> dict[str, Any]:
             "phone": address.get("phone", "")}
 
 
-def _instructions(order: Any) -> str:
-    if not order.payment_method:
-        return ""
-    try:
-        bound = plugins.payment_provider(order.payment_method)
-    except (UnknownProvider, PluginConfigError):
-        return ""
-    explain = getattr(bound.provider, "customer_instructions", None)
+def _instructions(order: Any, bound: Any) -> str:
+    explain = getattr(bound.provider, "customer_instructions", None) if bound else None
     if explain is None:
         return ""
     try:
@@ -328,10 +338,10 @@ def order_context(order: Any) -> dict[str, Any]:
     cur = order.currency
     url = settings.ORDER_STATUS_URL
     method = order.payment_method
-    try:
-        method_name = plugins.payment_provider(method).provider.name if method else ""
-    except (UnknownProvider, PluginConfigError):
-        method_name = method
+    bound = None
+    if method:
+        with contextlib.suppress(UnknownProvider, PluginConfigError):
+            bound = plugins.payment_provider(method)
     return {
         "order_number": order.number or "",
         "customer_name": order.customer_name,
@@ -351,11 +361,12 @@ def order_context(order: Any) -> dict[str, Any]:
         "shipping_address": _address_lines(order.shipping_address),
         "billing_address": _address_lines(order.billing_address),
         "shipping_method": order.shipping_method_name,
-        "payment_method": method_name,
+        "payment_method": bound.provider.name if bound else method,
         "pay_on_delivery": order.pay_on_delivery,
         "paid": order.payment_status != "unpaid",
         "shipped": order.fulfilment_status != "unfulfilled",
-        "payment_instructions": "" if order.payment_status != "unpaid" else _instructions(order),
+        "payment_instructions": "" if order.payment_status != "unpaid" else _instructions(
+            order, bound),
         "order_url": url.format(order_number=order.number or "", order_token=order.token)
         if url else "",
     }
@@ -455,10 +466,10 @@ def send(pk: int) -> str:
     return _finish(row, **fields)
 
 
-def send_event(event_key: str) -> int:
-    """Send every queued message of one event (the job enqueued after its commit)."""
+def send_event(*event_keys: str) -> int:
+    """Send every queued message of these events (the job enqueued after their commit)."""
     sent = 0
-    for pk in Notification.objects.filter(event_key=event_key, status=Status.QUEUED) \
+    for pk in Notification.objects.filter(event_key__in=event_keys, status=Status.QUEUED) \
             .order_by("pk").values_list("pk", flat=True):
         if send(pk) in (Status.SENT, Status.DELIVERED):
             sent += 1
@@ -467,7 +478,8 @@ def send_event(event_key: str) -> int:
 
 def _enqueue(pks: Iterable[int]) -> None:
     for pk in pks:
-        async_task(SEND_TASK, pk, task_name=f"notification-{pk}", timeout=SEND_TIMEOUT_SECONDS)
+        async_task(SEND_TASK, pk, task_name=f"notification-{pk}", timeout=SEND_TIMEOUT_SECONDS,
+                   save=False)
 
 
 def retry_due(limit: int = 500) -> int:
@@ -480,7 +492,7 @@ def retry_due(limit: int = 500) -> int:
                  error="Its worker stopped while sending: it may or may not have gone out. "
                        "Resend it if it did not arrive.")
     # A first attempt is its event job's to make; the sweeper takes it only once that job had
-    # time to (an enqueue lost between commit and queue), not in the same second.
+    # time to (an enqueue lost between commit and queue), not while it waits behind a backlog.
     due = list(Notification.objects.filter(
         Q(attempts__gt=0, next_attempt_at__lte=now)
         | Q(attempts=0, next_attempt_at__lte=now - LOST_ENQUEUE_AFTER),
