@@ -15,6 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 
 from backoffice.catalog.models import Product, Variant
@@ -402,25 +403,36 @@ def test_a_password_reset_goes_through_the_outbox_and_its_link_is_not_kept(
 
 
 def test_place_pay_ship_deliver_and_refund_tell_the_customer_once_per_step_per_channel(
-    client, smtp, sms, boss, django_capture_on_commit_callbacks,
+    client, smtp, sms, django_user_model, django_capture_on_commit_callbacks,
 ):
+    """Placed over the API, then paid, shipped, delivered and partly refunded by staff in the
+    admin: one message per step per channel the customer chose, one new-order alert for the
+    staff, and the order's timeline lists them all."""
+    boss = django_user_model.objects.create_superuser("boss", "boss@shop.example", "pw-123-long")
+    staff = Client()
+    staff.force_login(boss)
     with django_capture_on_commit_callbacks(execute=True):
         order = checkout(client)
-        orders.mark_paid(order)
-        line = order.lines.get()
-        orders.create_shipment(order, orders.ShipmentRequest(
-            carrier="G4S", tracking_number="G4S-1",
-            tracking_url="https://track.example.com/G4S-1"))
-        orders.mark_delivered(order)
-        orders.record_refund(order, RefundRequest(amount=None, lines={line.pk: 1},
-                                                  reason="One arrived torn"))
-        # Replays of the steps' events: nothing more.
-        order.refresh_from_db()
-        with transaction.atomic():
-            notifications.order_placed(order)
-            notifications.order_moved(order, [("payment", "unpaid", "paid"),
-                                              ("fulfilment", "shipped", "delivered")])
-        notifications.retry_due()
+    page = f"/admin/orders/order/{order.pk}"
+    line = order.lines.get()
+    for url, data in [
+        (f"{page}/mark-paid/", {"note": "M-Pesa paybill, checked"}),
+        (f"{page}/ship/", {f"line_{line.pk}": 2, "carrier": "G4S", "tracking_number": "G4S-1",
+                           "tracking_url": "https://track.example.com/G4S-1"}),
+        (f"{page}/mark-delivered/", {}),
+        (f"{page}/refund/", {f"line_{line.pk}": 1, "reason": "One arrived torn"}),
+    ]:
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = staff.post(url, data)
+        assert answer.status_code == 302, (url, answer.content.decode()[:2000])
+    # Replays of the steps' events, and the sweeper: nothing more.
+    order.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        notifications.order_placed(order)
+        notifications.order_moved(order, [("payment", "unpaid", "paid"),
+                                          ("fulfilment", "shipped", "delivered")])
+    notifications.retry_due()
+
     steps = ["order_placed", "payment_succeeded", "order_shipped", "order_delivered",
              "order_refunded"]
     customer = Notification.objects.filter(order=order, audience="customer")
@@ -434,10 +446,18 @@ def test_place_pay_ship_deliver_and_refund_tell_the_customer_once_per_step_per_c
     refunded = next(m for m in mails if m["Subject"].startswith("Refund"))
     assert "1,200.00" in refunded["Subject"] and "One arrived torn" in (
         refunded.get_body(("plain",)).get_content())
-    staff = Notification.objects.filter(order=order, audience="staff")
-    assert list(staff.values_list("event", "recipient")) == [
+    assert "+254712345678" == sms.sent[0].recipient
+    staff_alerts = Notification.objects.filter(order=order, audience="staff")
+    assert list(staff_alerts.values_list("event", "recipient")) == [
         ("staff_new_order", "boss@shop.example")]
     assert len(smtp.to("boss@shop.example")) == 1
+
+    timeline = staff.get(f"{page}/change/").content.decode()
+    for label in ("Order confirmation", "Payment received", "Order shipped", "Order delivered",
+                  "Refund"):
+        assert timeline.count(f"{label} emailed to a***@example.com") == 1, label
+        assert timeline.count(f"{label} by SMS to +2547") == 1, label
+    assert "New order (staff alert) emailed to b***@shop.example" in timeline
 
 
 def test_a_cancel_says_why_and_a_failed_payment_says_what_to_do(client, sms):
