@@ -568,3 +568,24 @@ def test_staff_edit_a_customers_phone_and_channels_by_the_same_rules():
     assert (profile.phone, profile.notification_channels) == ("+254712345678", ["sms"])
     bad = CustomerProfileForm({"phone": "12", "preferences": "{}"}, instance=profile)
     assert not bad.is_valid() and "valid phone number" in bad.errors["phone"][0]
+
+
+def test_deciding_an_orders_messages_costs_a_few_queries_in_the_checkout_transaction(
+    client, boss, django_assert_max_num_queries,
+):
+    order = checkout(client)
+    order.notifications.all().delete()
+    # The switches of both messages, the alert with its people, the superusers (nobody set),
+    # one insert (+ the test's savepoint and its release); which plugins are active comes from
+    # the query cache.
+    with django_assert_max_num_queries(4 + 2), transaction.atomic():
+        notifications.order_placed(order)
+    assert order.notifications.count() == 2
+    from backoffice.plugin_host.models import PluginConfig
+
+    PluginConfig.objects.filter(identifier="email").update(active=False)
+    order.notifications.all().delete()
+    # No channel: which plugins are active (read again: it just changed), and nothing more.
+    with django_assert_max_num_queries(1 + 2), transaction.atomic():
+        notifications.order_placed(order)
+    assert order.notifications.count() == 0

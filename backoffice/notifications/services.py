@@ -81,24 +81,23 @@ def recipient_kind(channel: Any) -> str:
                                                       else "phone")
 
 
-def _switched_on(event: str, channels: Iterable[str]) -> set[str]:
-    """The channels whose switch for ``event`` is on (no row yet: on)."""
-    off = set(NotificationRule.objects.filter(event=event, enabled=False)
-              .values_list("channel", flat=True))
-    return {code for code in channels if code not in off}
+def _switched_off(events: Iterable[str]) -> set[tuple[str, str]]:
+    """``(event, channel)`` pairs the merchant switched off (no row: on), in one query."""
+    return set(NotificationRule.objects.filter(event__in=list(events), enabled=False)
+               .values_list("event", "channel"))
 
 
 # --- Deciding (inside the change's transaction) -----------------------------------------------
 
 
-def _write(rows: list[Notification], event_key: str, enqueue: bool = True) -> int:
+def _write(rows: list[Notification], event_keys: Sequence[str], enqueue: bool = True) -> int:
     """Insert the rows (those already there are left as they are: a replay); send after
     commit (``enqueue``; the caller enqueues otherwise). Returns how many rows were offered."""
     if not rows:
         return 0
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
     if enqueue:
-        send_after_commit([event_key])
+        send_after_commit(sorted({row.event_key for row in rows} & set(event_keys)))
     return len(rows)
 
 
@@ -126,50 +125,60 @@ def customer_preferences(user_id: int | None) -> tuple[list[str], str]:
     return list(settings.NOTIFICATION_DEFAULT_CHANNELS), ""
 
 
-def queue_customer(event: str, key: str, *, email: str = "", phone: str = "",
+def _customer_rows(event: str, key: str, *, active: Mapping[str, str],
+                   off: set[tuple[str, str]], email: str = "", phone: str = "",
                    user_id: int | None = None, order_id: int | None = None,
-                   context: Mapping[str, Any] | None = None, enqueue: bool = True) -> int:
-    """Queue ``event`` for one customer on each channel they chose that is active and switched
-    on, and that they have an address for (account mails: email only, whatever they chose).
-    Returns how many messages were offered (a replay offers them again and writes nothing).
-    ``enqueue=False``: the caller sends ``f"{event}:{key}"`` with ``send_after_commit``."""
+                   context: Mapping[str, Any] | None = None) -> list[Notification]:
     spec = catalogue.event(event)
-    key = f"{event}:{key}"
-    active = active_channels()
-    if not active:
-        return 0
-    chosen, language = customer_preferences(user_id)
     if spec.email_only:
         wanted = [code for code, kind in active.items() if kind == "email"][:1]
+        language = customer_preferences(user_id)[1] if user_id else ""
     else:
-        wanted = sorted(_switched_on(event, [code for code in chosen if code in active]))
+        chosen, language = customer_preferences(user_id)
+        wanted = sorted(code for code in chosen if code in active and (event, code) not in off)
     number = e164_or_blank(phone) if any(active[c] == "phone" for c in wanted) else ""
     rows = []
     for code in wanted:
         recipient = email.strip().lower() if active[code] == "email" else number
         if recipient:
             rows.append(Notification(
-                event=event, event_key=key, audience=Audience.CUSTOMER, channel=code,
-                recipient=recipient, user_id=user_id, order_id=order_id,
+                event=event, event_key=f"{event}:{key}", audience=Audience.CUSTOMER,
+                channel=code, recipient=recipient, user_id=user_id, order_id=order_id,
                 language=base_language(language), context=dict(context or {}),
                 sensitive=spec.sensitive, next_attempt_at=timezone.now(),
             ))
-    return _write(rows, key, enqueue)
+    return rows
+
+
+def queue_customer(event: str, key: str, *, email: str = "", phone: str = "",
+                   user_id: int | None = None, order_id: int | None = None,
+                   context: Mapping[str, Any] | None = None) -> int:
+    """Queue ``event`` for one customer on each channel they chose that is active and switched
+    on, and that they have an address for (account mails: email only, whatever they chose).
+    Its key is ``f"{event}:{key}"``. Returns how many messages were offered (a replay offers
+    them again and writes nothing)."""
+    active = active_channels()
+    if not active:
+        return 0
+    rows = _customer_rows(event, key, active=active, off=_switched_off([event]), email=email,
+                          phone=phone, user_id=user_id, order_id=order_id, context=context)
+    return _write(rows, [f"{event}:{key}"])
 
 
 def staff_recipients(event: str) -> list[tuple[str, str]]:
     """``[(kind, address)]`` for a staff alert: "email" addresses and "phone" numbers. An alert
     nobody was set up for goes to the active superusers' emails."""
-    alert = StaffAlert.objects.filter(event=event).first()
-    if alert is not None and not alert.enabled:
+    # The alert and its users' emails in one query (a row per user; one with none).
+    found_rows = list(StaffAlert.objects.filter(event=event).values_list(
+        "enabled", "emails", "phones", "users__email", "users__is_active", "users__is_staff"))
+    if found_rows and not found_rows[0][0]:
         return []
-    emails: list[str] = []
+    emails = [e for _, _, _, e, active, staff in found_rows if e and active and staff]
     phones: list[str] = []
-    if alert is not None:
-        emails = list(alert.users.filter(is_active=True, is_staff=True)
-                      .exclude(email="").values_list("email", flat=True))
-        emails += [line.strip() for line in alert.emails.splitlines() if line.strip()]
-        phones = [e164_or_blank(line) for line in alert.phones.splitlines() if line.strip()]
+    if found_rows:
+        _, extra_emails, extra_phones = found_rows[0][:3]
+        emails += [line.strip() for line in extra_emails.splitlines() if line.strip()]
+        phones = [e164_or_blank(line) for line in extra_phones.splitlines() if line.strip()]
     if not emails and not any(phones):
         emails = list(get_user_model().objects.filter(is_active=True, is_superuser=True)
                       .exclude(email="").values_list("email", flat=True))
@@ -178,29 +187,37 @@ def staff_recipients(event: str) -> list[tuple[str, str]]:
     return found
 
 
-def queue_staff(event: str, key: str, *, order_id: int | None = None,
-                context: Mapping[str, Any] | None = None, enqueue: bool = True) -> int:
-    """Queue a staff alert for everyone set up to hear it (email; SMS for phone numbers, on the
-    ``sms`` channel when active, else the first active phone channel)."""
+def _staff_rows(event: str, key: str, *, active: Mapping[str, str], off: set[tuple[str, str]],
+                order_id: int | None = None,
+                context: Mapping[str, Any] | None = None) -> list[Notification]:
     catalogue.event(event)
-    key = f"{event}:{key}"
-    active = active_channels()
-    if not active:
-        return 0
     by_kind: dict[str, str] = {}
     for code in sorted(active, key=lambda c: (c != "sms", c != "email", c)):
         by_kind.setdefault(active[code], code)
-    on = _switched_on(event, by_kind.values())
-    rows = [
+    on = {code for code in by_kind.values() if (event, code) not in off}
+    if not on:
+        return []
+    return [
         Notification(
-            event=event, event_key=key, audience=Audience.STAFF, channel=by_kind[kind],
-            recipient=address, order_id=order_id, context=dict(context or {}),
-            next_attempt_at=timezone.now(),
+            event=event, event_key=f"{event}:{key}", audience=Audience.STAFF,
+            channel=by_kind[kind], recipient=address, order_id=order_id,
+            context=dict(context or {}), next_attempt_at=timezone.now(),
         )
         for kind, address in staff_recipients(event)
         if kind in by_kind and by_kind[kind] in on
     ]
-    return _write(rows, key, enqueue)
+
+
+def queue_staff(event: str, key: str, *, order_id: int | None = None,
+                context: Mapping[str, Any] | None = None) -> int:
+    """Queue a staff alert for everyone set up to hear it (email; SMS for phone numbers, on the
+    ``sms`` channel when active, else the first active phone channel)."""
+    active = active_channels()
+    if not active:
+        return 0
+    rows = _staff_rows(event, key, active=active, off=_switched_off([event]),
+                       order_id=order_id, context=context)
+    return _write(rows, [f"{event}:{key}"])
 
 
 # --- The domain's events ------------------------------------------------------------------------
@@ -213,19 +230,23 @@ def customer_of(order: Any) -> dict[str, str]:
             "name": order.customer_name, "language": customer_preferences(order.user_id)[1]}
 
 
-def _for_order(order: Any, event: str, key: str, *, enqueue: bool = True, **facts: Any) -> int:
+def _for_order(order: Any, event: str, key: str, **facts: Any) -> int:
     return queue_customer(event, key, email=order.email, phone=order.phone,
-                          user_id=order.user_id, order_id=order.pk, context=facts,
-                          enqueue=enqueue)
+                          user_id=order.user_id, order_id=order.pk, context=facts)
 
 
 def order_placed(order: Any) -> None:
-    """The confirmation and the staff's new-order alert: one job sends both."""
+    """The confirmation and the staff's new-order alert: read, written and sent together (this
+    runs in every checkout's transaction)."""
+    active = active_channels()
+    if not active:
+        return
     key = f"order:{order.pk}:placed"
-    customer = _for_order(order, "order_placed", key, enqueue=False)
-    staff = queue_staff("staff_new_order", key, order_id=order.pk, enqueue=False)
-    send_after_commit([f"order_placed:{key}" if customer else "",
-                       f"staff_new_order:{key}" if staff else ""])
+    off = _switched_off(["order_placed", "staff_new_order"])
+    rows = _customer_rows("order_placed", key, active=active, off=off, email=order.email,
+                          phone=order.phone, user_id=order.user_id, order_id=order.pk)
+    rows += _staff_rows("staff_new_order", key, active=active, off=off, order_id=order.pk)
+    _write(rows, [f"order_placed:{key}", f"staff_new_order:{key}"])
 
 
 def order_moved(order: Any, moves: Sequence[tuple[str, str, str]], note: str = "") -> None:
