@@ -34,7 +34,6 @@ from backoffice.notifications.phones import InvalidPhoneNumber, to_e164
 from backoffice.notifications.rendering import TemplateError, render, sms_length
 from backoffice.orders import services as orders
 from backoffice.orders.models import Order
-from backoffice.orders.services import RefundRequest
 from backoffice.plugin_host.protocols import DeliveryResult
 from backoffice.plugin_host.services import activate_plugins
 
@@ -446,7 +445,7 @@ def test_place_pay_ship_deliver_and_refund_tell_the_customer_once_per_step_per_c
     refunded = next(m for m in mails if m["Subject"].startswith("Refund"))
     assert "1,200.00" in refunded["Subject"] and "One arrived torn" in (
         refunded.get_body(("plain",)).get_content())
-    assert "+254712345678" == sms.sent[0].recipient
+    assert sms.sent[0].recipient == "+254712345678"
     staff_alerts = Notification.objects.filter(order=order, audience="staff")
     assert list(staff_alerts.values_list("event", "recipient")) == [
         ("staff_new_order", "boss@shop.example")]
