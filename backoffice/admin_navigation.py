@@ -26,10 +26,15 @@ class SidebarItem:
     model: str = ""  # app_label.model_name; empty for a plain link
     url_name: str = ""  # used when model is empty
     badge: str = ""  # dotted path of a callable(request) -> str | int
+    permission: str = ""  # who sees a model's item (default: "view" on the model)
 
 
 SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
-    (_("Store"), [SidebarItem(_("Dashboard"), "dashboard", url_name="admin:index")]),
+    (_("Store"), [
+        SidebarItem(_("Dashboard"), "dashboard", url_name="admin:index"),
+        SidebarItem(_("Reports"), "monitoring", "reports.dailysales",
+                    permission="reports.view_reports"),
+    ]),
     (
         _("Orders"),
         [
@@ -117,6 +122,7 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
             SidebarItem(_("API keys"), "vpn_key", "integrations.apikey"),
             SidebarItem(_("What keys wrote"), "history", "integrations.integrationwrite"),
             SidebarItem(_("Groups"), "group", "auth.group"),
+            SidebarItem(_("Audit"), "policy", "audit.auditentry"),
         ],
     ),
 ]
@@ -128,7 +134,8 @@ def _item_entry(item: SidebarItem, request: HttpRequest) -> dict | None:
     model = apps.get_model(item.model)
     if not admin.site.is_registered(model):
         return None
-    if not request.user.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}"):
+    needed = item.permission or f"{model._meta.app_label}.view_{model._meta.model_name}"
+    if not request.user.has_perm(needed):
         return None
     entry = {
         "title": item.title,

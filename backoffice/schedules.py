@@ -58,6 +58,15 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         func="backoffice.notifications.services.retry_due",
         minutes=1,
     ),
+    ScheduledJob(
+        # The sales rollup the dashboard and the reports read: yesterday once it is over, any
+        # day not counted yet, and past days whose orders changed since the last run (each
+        # day recomputed from the orders; idempotent). Hourly, so that a day is counted soon
+        # after midnight in any time zone; a run with nothing to do reads one small table.
+        name="Sales rollup",
+        func="backoffice.reports.rollup.refresh_rollup",
+        cron="10 * * * *",
+    ),
 ]
 
 

@@ -136,6 +136,10 @@ INSTALLED_APPS = [
     "backoffice.promotions",
     "backoffice.imports",
     "backoffice.notifications",
+    # The audit trail and the staff roles (their post_migrate sync).
+    "backoffice.audit",
+    # The sales rollup and the reports (the dashboard reads them).
+    "backoffice.reports",
 ]
 
 MIDDLEWARE = [

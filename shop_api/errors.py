@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
@@ -136,3 +136,10 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(HttpError)
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         return error_response(api, request, exc.status_code, str(exc))
+
+    @api.exception_handler(PermissionDenied)
+    def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+        # A service refused the caller (``backoffice.permissions``): an API key whose scopes
+        # do not cover what it asked for. The routes check scopes first; this is the backstop.
+        return error_response(api, request, 403, str(exc) or "Permission denied.",
+                              getattr(exc, "code", "permission_denied"))

@@ -38,6 +38,7 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import action, display
 from unfold.utils import display_for_label
 
+from backoffice.admin_access import GuardedActionsMixin
 from backoffice.catalog import selectors, services
 from backoffice.catalog.forms import (
     AdjustStockForm,
@@ -60,6 +61,7 @@ from backoffice.inventory.selectors import (
 )
 from backoffice.inventory.services import Actor, StockError, adjust_stock, set_stock_level
 from backoffice.money import format_money, quantize
+from backoffice.permissions import ADJUST_STOCK
 
 # Below this many rows (by the estimate) an exact count is cheap enough.
 ESTIMATE_COUNT_ABOVE = 50_000
@@ -215,7 +217,7 @@ def form_action(
 
 
 @admin.register(Category)
-class CategoryAdmin(ModelAdmin):
+class CategoryAdmin(GuardedActionsMixin, ModelAdmin):
     form = CategoryAdminForm
     list_display = ["indented_name", "path", "product_count", "is_active", "position"]
     list_display_links = ["indented_name"]
@@ -338,7 +340,7 @@ class ProductImageInline(StackedInline):
 
 
 @admin.register(Product)
-class ProductAdmin(ModelAdmin):
+class ProductAdmin(GuardedActionsMixin, ModelAdmin):
     form = ProductAdminForm
     list_display = [
         "name", "category", "brand", "price_range", "discount", "stock_summary", "is_active",
@@ -584,7 +586,7 @@ class StockInline(TabularInline):
 
 
 @admin.register(Variant)
-class VariantAdmin(ModelAdmin):
+class VariantAdmin(GuardedActionsMixin, ModelAdmin):
     form = VariantForm
     list_display = [
         "sku", "product_link", "name", "price_display", "compare_at_display", "discount",
@@ -641,7 +643,7 @@ class VariantAdmin(ModelAdmin):
         return obj.stock_status, variant_availability(obj)
 
     def has_adjust_stock_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("inventory.change_stock")
+        return request.user.has_perm(ADJUST_STOCK)
 
     @action(description=_("Adjust stock"), permissions=["adjust_stock"])
     def adjust_variant_stock(self, request: HttpRequest, queryset: QuerySet[Variant]):

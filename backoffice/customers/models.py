@@ -37,6 +37,7 @@ class CustomerProfile(models.Model):
     class Meta:
         verbose_name = _("customer profile")
         verbose_name_plural = _("customer profiles")
+        permissions = [("export_customers", _("Can export customers"))]
 
     def __str__(self) -> str:
         return str(self.user)

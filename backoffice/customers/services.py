@@ -410,3 +410,36 @@ def save_address(
     _clear_other_defaults(address)
     address.save()
     return address
+
+
+# --- Export --------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("email", "first_name", "last_name", "phone", "language", "accepts_marketing",
+                  "email_verified", "joined", "last_login")
+
+
+def export_customers(users, *, actor: Any) -> list[tuple]:
+    """The customers among ``users`` (a queryset; staff accounts are left out), one row each in
+    ``EXPORT_COLUMNS`` order. Needs ``customers.export_customers``; who exported how many is
+    written to the audit trail (the rows are personal data)."""
+    from backoffice.audit.models import AuditAction
+    from backoffice.audit.services import record
+    from backoffice.permissions import EXPORT_CUSTOMERS, require
+
+    require(actor, EXPORT_CUSTOMERS)
+    rows = []
+    customers = (users.filter(is_staff=False, is_superuser=False)
+                 .select_related("customer_profile").order_by("pk"))
+    for user in customers.iterator(chunk_size=2000):
+        profile = getattr(user, "customer_profile", None)
+        rows.append((
+            user.email, user.first_name, user.last_name, profile.phone if profile else "",
+            profile.language if profile else "",
+            bool(profile and profile.accepts_marketing),
+            bool(profile and profile.email_verified_at),
+            user.date_joined.isoformat(), user.last_login.isoformat() if user.last_login else "",
+        ))
+    record(actor, AuditAction.CUSTOMERS_EXPORTED, None,
+           f"{len(rows)} customers exported.",
+           object_type=get_user_model()._meta.label_lower, data={"count": len(rows)})
+    return rows

@@ -6,6 +6,9 @@ import. An export is a job that leaves a file to download. The change page shows
 refreshes itself while a job runs, then the report: errors first (in red; while there is one the
 import is neither offered nor accepted), warnings (amber), what the import writes, and the
 preview, where rows with errors are marked refused.
+
+Uploading (and checking) a file needs "add import"; running it, ``imports.run_import``; an
+export, ``imports.run_export``. The services check them again.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from backoffice import permissions
+from backoffice.admin_access import permission_check, staff_actor
 from backoffice.imports.models import ExportJob, ExportStatus, ImportJob, ImportStatus
-from backoffice.imports.services import PREVIEW_ROWS
-from backoffice.imports.tasks import enqueue_dry_run, enqueue_export, enqueue_import, progress_key
+from backoffice.imports.services import PREVIEW_ROWS, start_export_job, start_import_job
+from backoffice.imports.tasks import enqueue_dry_run, progress_key
 
 RUNNING = {ImportStatus.UPLOADED, ImportStatus.VALIDATING, ImportStatus.IMPORTING}
 MAX_PROBLEMS_SHOWN = 200
@@ -254,6 +259,8 @@ class ImportJobAdmin(ModelAdmin):
             memo[key] = super().get_object(request, object_id, from_field)
         return memo[key]
 
+    has_run_permission = permission_check(permissions.RUN_IMPORT)
+
     def get_actions_detail(self, request: HttpRequest, object_id):
         found = super().get_actions_detail(request, object_id)
         job = self.get_object(request, unquote(str(object_id)))
@@ -330,7 +337,7 @@ class ImportJobAdmin(ModelAdmin):
                 extra_context["import_job"] = {
                     "running": obj.status in RUNNING,
                     "status": self._status(obj),
-                    "can_run": obj.can_run,
+                    "can_run": obj.can_run and self.has_run_permission(request),
                     "run_url": reverse("admin:imports_importjob_run_import", args=[obj.pk]),
                     "dry_run": report(obj.dry_run_result, with_preview=True),
                     "result": report(obj.result),
@@ -342,7 +349,7 @@ class ImportJobAdmin(ModelAdmin):
                 }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
-    @action(description=_("Run import"), url_path="run-import", permissions=["change"],
+    @action(description=_("Run import"), url_path="run-import", permissions=["run"],
             icon="upload")
     def run_import(self, request: HttpRequest, object_id) -> HttpResponse:
         """A GET shows what the import will write and asks; only its form's POST starts it."""
@@ -363,13 +370,9 @@ class ImportJobAdmin(ModelAdmin):
                 "report": report(job.dry_run_result),
             })
         # Only one POST gets the job from "checked" to "importing" (a double click, two tabs).
-        if not ImportJob.objects.filter(pk=job.pk, status=ImportStatus.VALIDATED).update(
-            status=ImportStatus.IMPORTING
-        ):
+        if not start_import_job(job, actor=staff_actor(request)):
             messages.error(request, gettext("This file is being imported already."))
             return back
-        job.status = ImportStatus.IMPORTING
-        enqueue_import(job)
         messages.success(request, _("The import is running; this page shows its progress."))
         return back
 
@@ -389,12 +392,15 @@ class ExportJobAdmin(ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_after
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.RUN_EXPORT)
+
     def save_model(self, request, obj: ExportJob, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        if not change:
-            enqueue_export(obj)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.created_by = request.user
+        start_export_job(obj, actor=staff_actor(request))
 
     def response_add(self, request, obj, post_url_continue=None):
         return HttpResponseRedirect(reverse("admin:imports_exportjob_change", args=[obj.pk]))

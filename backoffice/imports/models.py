@@ -62,6 +62,7 @@ class ImportJob(models.Model):
         verbose_name = _("import")
         verbose_name_plural = _("imports")
         ordering = ["-created_at", "-id"]
+        permissions = [("run_import", _("Can run imports"))]
 
     def __str__(self) -> str:
         return f"{self.get_file_format_display()} import #{self.pk}"
@@ -113,6 +114,7 @@ class ExportJob(models.Model):
         verbose_name = _("export")
         verbose_name_plural = _("exports")
         ordering = ["-created_at", "-id"]
+        permissions = [("run_export", _("Can export the catalog, prices and stock"))]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} export #{self.pk}"

@@ -1096,3 +1096,47 @@ def _import_taxonomy(stream: BinaryIO, result: ImportResult, *, dry_run: bool, p
     with transaction.atomic():
         tree.write()
     result.written = True
+
+
+# --- Starting jobs --------------------------------------------------------------------------------
+
+
+def start_import_job(job, *, actor: Actor) -> bool:
+    """Run a checked file (its dry run found no errors) as a job. Needs ``imports.run_import``
+    (which writes what the file holds, stock levels included) and is written to the audit trail.
+    Only one request gets the job from "checked" to "importing" (a double click, two tabs):
+    False, nothing queued, for the others."""
+    from backoffice.audit.models import AuditAction
+    from backoffice.audit.services import record
+    from backoffice.imports.models import ImportJob, ImportStatus
+    from backoffice.imports.tasks import enqueue_import
+    from backoffice.permissions import RUN_IMPORT, require
+
+    require(actor, RUN_IMPORT)
+    if not job.dry_run_passed:
+        return False
+    with transaction.atomic():
+        if not ImportJob.objects.filter(pk=job.pk, status=ImportStatus.VALIDATED).update(
+            status=ImportStatus.IMPORTING
+        ):
+            return False
+        job.status = ImportStatus.IMPORTING
+        rows = (job.dry_run_result or {}).get("rows") or 0
+        record(actor, AuditAction.IMPORT_STARTED, job,
+               f"Import of {job.file.name.rpartition('/')[2]} started ({rows} rows checked).",
+               data={"rows": rows, "kind": job.kind,
+                     "counts": (job.dry_run_result or {}).get("counts") or {}})
+        enqueue_import(job)
+    return True
+
+
+def start_export_job(job, *, actor: Actor):
+    """Save a new export and queue it: needs ``imports.run_export``."""
+    from backoffice.imports.tasks import enqueue_export
+    from backoffice.permissions import RUN_EXPORT, require
+
+    require(actor, RUN_EXPORT)
+    with transaction.atomic():
+        job.save()
+        enqueue_export(job)
+    return job

@@ -1,4 +1,9 @@
-"""API keys in the admin: the full key is shown once, right after it is created."""
+"""API keys in the admin: the full key is shown once, right after it is created.
+
+Creating and revoking keys needs ``integrations.manage_api_keys`` (checked again by the
+services, which write both to the audit trail). A key is never edited (its scopes are what was
+handed out) nor deleted (what it wrote stays attributed to it): revoke it and make another.
+"""
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,6 +13,8 @@ from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, permission_check, staff_actor
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.integrations.models import ApiKey, IntegrationWrite, Scope
 from backoffice.integrations.services import create_api_key, revoke_api_keys
@@ -22,12 +29,23 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ModelAdmin):
+class ApiKeyAdmin(GuardedActionsMixin, ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "prefix", "scope_list", "created_at", "last_used_at", "state"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
+
+    has_manage_permission = permission_check(permissions.MANAGE_API_KEYS)
+
+    def has_add_permission(self, request) -> bool:
+        return self.has_manage_permission(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
     def get_readonly_fields(self, request, obj=None):
         # A key's scopes never change after it is handed out: make a new key instead.
@@ -42,7 +60,7 @@ class ApiKeyAdmin(ModelAdmin):
             return
         key, raw = create_api_key(
             name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
-            created_by=request.user,
+            created_by=request.user, actor=staff_actor(request),
         )
         obj.pk = key.pk
         messages.warning(request, format_html(
@@ -57,9 +75,10 @@ class ApiKeyAdmin(ModelAdmin):
     def state(self, obj) -> str:
         return "revoked" if obj.revoked_at else "active"
 
-    @action(description=_("Revoke the selected keys"), permissions=["change"])
+    @action(description=_("Revoke the selected keys"), permissions=["manage"])
     def revoke(self, request, queryset) -> None:
-        count = revoke_api_keys(key_ids=queryset.values_list("pk", flat=True))
+        count = revoke_api_keys(key_ids=queryset.values_list("pk", flat=True),
+                                actor=staff_actor(request))
         messages.success(request, ngettext("%(count)d key revoked.", "%(count)d keys revoked.",
                                            count) % {"count": count})
 

@@ -2,6 +2,10 @@
 
 A key reads ``bo_<prefix>_<secret>``. Only the SHA-256 of the secret is stored, with the prefix
 to find it; the whole key is shown once, when it is created.
+
+Creating and revoking keys needs ``integrations.manage_api_keys`` and is written to the audit
+trail. What a key then does runs as ``key_actor(key)``: its scopes stand for permissions
+(``backoffice.permissions.SCOPE_PERMISSIONS``), checked by the same services staff go through.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from backoffice import permissions
+from backoffice.audit import services as audit
+from backoffice.audit.models import AuditAction
 from backoffice.integrations.models import ApiKey, IntegrationWrite, Scope
-from backoffice.inventory.services import Actor
+from backoffice.inventory.services import SYSTEM, Actor
 
 KEY_PREFIX = "bo"
 
@@ -26,19 +33,30 @@ def _hash(secret: str) -> str:
 
 
 def create_api_key(
-    *, name: str, scopes: Iterable[str], created_by: AbstractBaseUser | None = None
+    *, name: str, scopes: Iterable[str], created_by: AbstractBaseUser | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it and the only copy of the full key string."""
+    """Create a key; returns it and the only copy of the full key string. ``actor`` (by
+    default ``created_by``, else the system) needs ``integrations.manage_api_keys``."""
+    if actor is None:
+        actor = Actor(user=created_by) if created_by is not None else SYSTEM
+    permissions.require(actor, permissions.MANAGE_API_KEYS)
     scopes = sorted(set(scopes))
     unknown = set(scopes) - set(Scope.values)
     if unknown or not scopes:
         raise ValueError(f"choose scopes among {sorted(Scope.values)}; got {scopes}")
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        name=name, prefix=prefix, key_hash=_hash(secret), scopes=scopes,
-        created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
-    )
+    if created_by is None:
+        created_by = actor.user
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            name=name, prefix=prefix, key_hash=_hash(secret), scopes=scopes,
+            created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+        )
+        audit.record(actor, AuditAction.API_KEY_CREATED, key,
+                     f"Created with the scopes {', '.join(scopes)}.",
+                     data={"scopes": scopes, "prefix": prefix})
     return key, f"{KEY_PREFIX}_{prefix}_{secret}"
 
 
@@ -60,14 +78,26 @@ def key_for(raw: str) -> ApiKey | None:
     return key
 
 
-def revoke_api_keys(*, key_ids: Iterable[int]) -> int:
-    return ApiKey.objects.filter(pk__in=list(key_ids), revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+def revoke_api_keys(*, key_ids: Iterable[int], actor: Actor = SYSTEM) -> int:
+    """Revoke the live keys among ``key_ids`` (they stop working at once); returns how many.
+    Needs ``integrations.manage_api_keys``."""
+    permissions.require(actor, permissions.MANAGE_API_KEYS)
+    with transaction.atomic():
+        keys = list(ApiKey.objects.select_for_update()
+                    .filter(pk__in=list(key_ids), revoked_at__isnull=True).order_by("pk"))
+        now = timezone.now()
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys]).update(revoked_at=now)
+        for key in keys:
+            audit.record(actor, AuditAction.API_KEY_REVOKED, key, "Revoked.",
+                         data={"prefix": key.prefix})
+    return len(keys)
 
 
-def _actor(key: ApiKey) -> Actor:
-    return Actor(label=key.label)
+def key_actor(key: ApiKey) -> Actor:
+    """The actor of what ``key`` does: its label in ledgers and timelines, its scopes as its
+    permissions."""
+    return Actor(label=key.label, scopes=frozenset(key.scopes))
+
 
 
 def upsert_products(*, key: ApiKey, records, dry_run: bool, reference: str):
@@ -75,8 +105,10 @@ def upsert_products(*, key: ApiKey, records, dry_run: bool, reference: str):
     transaction (the write and its attribution land together or not at all)."""
     from backoffice.imports.services import import_product_records
 
+    actor = key_actor(key)
+    permissions.require(actor, permissions.RUN_IMPORT)
     with transaction.atomic():
-        result = import_product_records(records, dry_run=dry_run, actor=_actor(key),
+        result = import_product_records(records, dry_run=dry_run, actor=actor,
                                         reference=reference)
         if result.written:
             IntegrationWrite.objects.create(
@@ -92,7 +124,7 @@ def set_stock_levels(*, key: ApiKey, levels, reference: str) -> int:
     from backoffice.inventory.services import set_counted_levels
 
     with transaction.atomic():
-        changed = set_counted_levels(levels, actor=_actor(key), reference=reference)
+        changed = set_counted_levels(levels, actor=key_actor(key), reference=reference)
         if changed:
             IntegrationWrite.objects.create(
                 key=key, endpoint="stock", reference=reference[:120],

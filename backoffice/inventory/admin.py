@@ -2,7 +2,8 @@
 read-only movement ledger.
 
 Quantities are never edited in a form: the "Adjust stock" action calls the inventory services,
-which lock the row and write a movement with the staff user as the actor.
+which lock the row and write a movement with the staff user as the actor. It needs
+``inventory.adjust_stock`` (the "change stock" permission only edits the low-stock threshold).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import action, display
 from unfold.utils import display_for_label
 
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, permission_check
 from backoffice.admin_filters import DayRangeFilter
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import (
@@ -51,7 +54,7 @@ class WarehouseAdmin(ModelAdmin):
 
 
 @admin.register(Stock)
-class StockAdmin(ModelAdmin):
+class StockAdmin(GuardedActionsMixin, ModelAdmin):
     # Eight narrow columns fit a 1400 px window beside the sidebar; the threshold is on the
     # row's page (and in its status).
     list_display = [
@@ -85,6 +88,8 @@ class StockAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A stock row comes with its first adjustment (from here or the variant list).
         return False
+
+    has_adjust_permission = permission_check(permissions.ADJUST_STOCK)
 
     @display(description=_("SKU"), ordering="variant__sku")
     def sku(self, obj: Stock) -> str:
@@ -128,7 +133,7 @@ class StockAdmin(ModelAdmin):
             _("Movements"),
         )
 
-    @action(description=_("Adjust stock"), permissions=["change"])
+    @action(description=_("Adjust stock"), permissions=["adjust"])
     def adjust_stock(self, request: HttpRequest, queryset: QuerySet[Stock]):
         def apply(data: dict) -> None:
             places = list(queryset.order_by("pk").values_list("variant_id", "warehouse_id"))
@@ -141,7 +146,7 @@ class StockAdmin(ModelAdmin):
         )
 
     @action(
-        description=_("Adjust stock"), permissions=["change"], url_path="adjust", icon="tune"
+        description=_("Adjust stock"), permissions=["adjust"], url_path="adjust", icon="tune"
     )
     def adjust_row_stock(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The row page's button: the bulk action's form and service, for this row. A refused

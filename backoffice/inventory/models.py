@@ -52,6 +52,7 @@ class Stock(models.Model):
     class Meta:
         verbose_name = _("stock")
         verbose_name_plural = _("stock")
+        permissions = [("adjust_stock", _("Can adjust stock (writes a stock movement)"))]
         constraints = [
             models.UniqueConstraint(fields=["variant", "warehouse"], name="one_stock_per_place"),
             models.CheckConstraint(condition=Q(quantity__gte=0), name="stock_not_negative"),

@@ -26,6 +26,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    Func,
     IntegerField,
     OuterRef,
     Q,
@@ -203,6 +204,32 @@ def low_stock_report() -> list[LowStockRow]:
     )
     return [LowStockRow(*row) for row in rows]
 
+
+
+@dataclass(frozen=True)
+class LowStockSummary:
+    count: int  # stock rows (variant, warehouse) at or below their threshold
+    worst: list[LowStockRow]
+
+
+def low_stock_summary(limit: int = 10) -> LowStockSummary:
+    """How many stock rows ``low_stock_report`` lists, and ``limit`` of the lowest (least
+    available first; ties by variant): one query, the count a subquery computed once. Both
+    parts read partial indexes of the low rows and the watched variants (made by the reports
+    app's migrations), so the cost follows the low rows, not the stock table."""
+    count = low_stock_rows().order_by().annotate(
+        total=Func(F("pk"), function="COUNT")).values("total")
+    rows = list(
+        low_stock_rows()
+        .annotate(total=Subquery(count, output_field=IntegerField()))
+        .order_by("available", "variant_id", "warehouse_id")
+        .values_list(
+            "pk", "variant_id", "variant__sku", "variant__product__name", "warehouse__code",
+            "available", "low_stock_threshold", "stock_status", "total",
+        )[:limit]
+    )
+    return LowStockSummary(count=rows[0][-1] if rows else 0,
+                           worst=[LowStockRow(*row[:-1]) for row in rows])
 
 
 def stock_status_condition(status: str, *, per: str) -> Q:

@@ -3,6 +3,12 @@
 Rows are locked in primary-key order (``select_for_update``) so two transactions touching the
 same rows never deadlock. Nothing here calls out to a provider: callers must not hold these
 locks while talking to the network.
+
+Adjusting and counting stock (``adjust_stock``, ``set_stock_level``, ``set_counted_levels``)
+needs ``inventory.adjust_stock`` (``backoffice.permissions.require``) and is written to the
+audit trail when staff or a key does it. The order primitives (allocate, release, ship,
+restock) and ``bulk_set_stock_levels`` (imports) are checked by the order services and the
+import's start, which call them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from backoffice import permissions
 from backoffice.bulk import insert_rows, key_chunks
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
 from backoffice.inventory.signals import stock_changed
@@ -57,10 +64,15 @@ class InsufficientStock(StockError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made a change: a staff user, or a label for a job, an import or an API key."""
+    """Who made a change: a staff user, or a label for a job, an import or an API key.
+
+    ``scopes`` is set for an API key (its ``integrations.Scope`` values, see
+    ``integrations.services.key_actor``) and None otherwise: ``backoffice.permissions`` checks a
+    user's permissions, a key's scopes, and lets an actor with neither (the system) through."""
 
     user: AbstractBaseUser | None = None
     label: str = ""
+    scopes: frozenset[str] | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -163,6 +175,7 @@ def adjust_stock(
     note: str = "",
 ) -> Stock:
     """Add (or, negative, remove) on-hand stock. It may not drop below what is allocated."""
+    permissions.require(actor, permissions.ADJUST_STOCK)
     warehouse_id = warehouse_id or default_warehouse().pk
     stock = _locked_stock(variant_id, warehouse_id)
     new_quantity = stock.quantity + quantity_change
@@ -171,12 +184,23 @@ def adjust_stock(
     available_before = stock.quantity - stock.quantity_allocated
     stock.quantity = new_quantity
     stock.save(update_fields=["quantity", "updated_at"])
-    _movement(
+    movement = _movement(
         stock, reason=reason, quantity_change=quantity_change, actor=actor,
         reference=reference, note=note,
-    ).save()
+    )
+    movement.save()
     _report_if_low(stock, available_before)
     _refresh_listings({stock.variant_id})
+    if not permissions.is_system(actor):
+        from backoffice.audit.models import AuditAction
+        from backoffice.audit.services import record
+
+        record(actor, AuditAction.STOCK_ADJUSTED, stock,
+               f"{quantity_change:+d} ({movement.get_reason_display()}): on hand now "
+               f"{stock.quantity}." + (f" Reference {reference}." if reference else ""),
+               object_repr=stock_place(stock),
+               data={"change": quantity_change, "on_hand": stock.quantity, "reason": reason,
+                     "movement_id": movement.pk})
     return stock
 
 
@@ -192,6 +216,7 @@ def set_stock_level(
     note: str = "",
 ) -> Stock:
     """Set on-hand stock to a counted ``quantity``; the movement records the difference."""
+    permissions.require(actor, permissions.ADJUST_STOCK)
     if quantity < 0:
         raise StockError("A stock level cannot be negative.")
     warehouse_id = warehouse_id or default_warehouse().pk
@@ -324,6 +349,8 @@ def set_counted_levels(
     """
     from backoffice.catalog.models import Variant
 
+    permissions.require(actor, permissions.ADJUST_STOCK)
+
     variants = dict(
         Variant.objects.filter(sku__in={lv.sku for lv in levels}).values_list("sku", "pk")
     )
@@ -338,11 +365,21 @@ def set_counted_levels(
     if errors:
         raise UnknownStockPlaces(errors)
     default_id = default_warehouse().pk if any(not lv.warehouse_code for lv in levels) else None
-    return bulk_set_stock_levels(
+    changed = bulk_set_stock_levels(
         [StockLevel(variants[lv.sku], warehouses.get(lv.warehouse_code, default_id), lv.quantity)
          for lv in levels],
         reason=MovementReason.COUNT, actor=actor, reference=reference,
     )
+    if changed:
+        from backoffice.audit.models import AuditAction
+        from backoffice.audit.services import record
+
+        record(actor, AuditAction.STOCK_LEVELS_SET, None,
+               f"{changed} of {len(levels)} counted stock levels changed"
+               + (f" (reference {reference})." if reference else "."),
+               object_type=Stock._meta.label_lower,
+               data={"received": len(levels), "changed": changed, "reference": reference})
+    return changed
 
 
 # --- Orders: allocate, release, ship, restock --------------------------------------------------

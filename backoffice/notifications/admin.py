@@ -67,6 +67,8 @@ from unfold.widgets import (
     UnfoldAdminTextInputWidget,
 )
 
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, staff_actor
 from backoffice.admin_filters import DayRangeFilter
 from backoffice.catalog.admin import EstimatedCountPaginator
 from backoffice.notifications import catalogue, rendering, services, setup
@@ -204,7 +206,7 @@ class ChannelFilter(DropdownFilter):
 
 
 @admin.register(Notification)
-class NotificationAdmin(ModelAdmin):
+class NotificationAdmin(GuardedActionsMixin, ModelAdmin):
     """The outbox, newest first. Read-only: rows are written by the services; staff resend."""
 
     list_display = ["event_display", "recipient", "channel_display", "status_display",
@@ -252,8 +254,8 @@ class NotificationAdmin(ModelAdmin):
         return False
 
     def has_resend_permission(self, request: HttpRequest, obj=None) -> bool:
-        """Resending: the "change notification" permission."""
-        return request.user.has_perm("notifications.change_notification")
+        """Resending: ``notifications.resend_notification`` (the services check it too)."""
+        return request.user.has_perm(permissions.RESEND_NOTIFICATION)
 
     # --- the list ---
 
@@ -286,7 +288,7 @@ class NotificationAdmin(ModelAdmin):
         """``[(channel name, URL)]`` of the active phone channels: the address their provider
         posts delivery reports to. It holds a secret, so only staff who set up plugins see
         it."""
-        if not request.user.has_perm("plugins.change_pluginconfig"):
+        if not request.user.has_perm(permissions.MANAGE_PLUGINS):
             return []
         return [(name, services.delivery_report_url(code))
                 for code, (kind, name) in _channels(request).items()
@@ -394,7 +396,7 @@ class NotificationAdmin(ModelAdmin):
     # --- resending ---
 
     def _resend(self, request: HttpRequest, pks: list[int]) -> None:
-        queued, refused = services.resend(pks)
+        queued, refused = services.resend(pks, actor=staff_actor(request))
         left = len(pks) - queued - refused
         if queued:
             messages.success(request, ngettext(

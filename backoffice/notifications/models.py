@@ -70,6 +70,7 @@ class Notification(models.Model):
         verbose_name = _("notification")
         verbose_name_plural = _("notifications")
         ordering = ["-created_at", "-id"]
+        permissions = [("resend_notification", _("Can resend notifications"))]
         constraints = [
             models.UniqueConstraint(
                 fields=["event_key", "recipient", "channel"], name="one_message_per_event",

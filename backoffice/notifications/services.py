@@ -523,9 +523,13 @@ def retry_due(limit: int = 500) -> int:
     return len(due)
 
 
-def resend(pks: Iterable[int]) -> tuple[int, int]:
+def resend(pks: Iterable[int], *, actor: Any = None) -> tuple[int, int]:
     """Queue messages again (the admin's action): ``(queued, refused)``. Messages that held a
-    one-time link are refused: the customer asks for a new link."""
+    one-time link are refused: the customer asks for a new link. ``actor`` (an
+    ``inventory.services.Actor``; None: the system) needs ``notifications.resend_notification``."""
+    from backoffice.permissions import RESEND_NOTIFICATION, require
+
+    require(actor, RESEND_NOTIFICATION)
     rows = Notification.objects.filter(pk__in=list(pks)).exclude(status__in=[Status.SENDING,
                                                                              Status.QUEUED])
     refused = rows.filter(sensitive=True).count()

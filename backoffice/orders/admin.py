@@ -26,6 +26,7 @@ The export (CSV or XLSX, django-import-export) offers two files:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from decimal import Decimal
 
 from django import forms
@@ -70,7 +71,9 @@ from unfold.widgets import (
     UnfoldBooleanSwitchWidget,
 )
 
-from backoffice.admin_filters import DayRangeFilter
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, permission_check
+from backoffice.admin_filters import DayRangeFilter, parse_day, start_of_day
 from backoffice.admin_navigation import _counted_once
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.catalog.admin import EstimatedCountPaginator
@@ -88,7 +91,14 @@ from backoffice.orders.models import (
     Shipment,
     ShipmentLine,
 )
-from backoffice.orders.selectors import awaiting_payment_q, refund_due_q, to_fulfil_q
+from backoffice.orders.selectors import (
+    LATE_DELIVERY_DAYS,
+    awaiting_payment_q,
+    late_delivery_q,
+    payment_failed_q,
+    refund_due_q,
+    to_fulfil_q,
+)
 from backoffice.orders.status import (
     FulfilmentStatus,
     IllegalTransition,
@@ -188,18 +198,25 @@ def _record_payment(pk: int, actor: Actor, note: str = "") -> None:
 
 class OrderStatusFilter(DropdownFilter):
     """Each overall status, plus the lists people work through: "to fulfil" (paid or paid on
-    delivery, something left to ship), "awaiting payment" and "refund due"."""
+    delivery, something left to ship), "awaiting payment", "payment failed" (awaiting payment,
+    the last attempt failed), "delivery late" (shipped a week ago, not delivered) and "refund
+    due"."""
 
     title = _("status")
     parameter_name = "status"
     TO_FULFIL = "to_fulfil"
     AWAITING_PAYMENT = "awaiting_payment"
     REFUND_DUE = "refund_due"
+    PAYMENT_FAILED = "payment_failed"
+    DELIVERY_LATE = "delivery_late"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
         return [
             (self.TO_FULFIL, _("To fulfil (paid or paid on delivery, not all shipped)")),
             (self.AWAITING_PAYMENT, _("Awaiting payment")),
+            (self.PAYMENT_FAILED, _("Payment failed (awaiting payment, the attempt failed)")),
+            (self.DELIVERY_LATE, _("Delivery late (shipped over %(days)d days ago, not "
+                                   "delivered)") % {"days": LATE_DELIVERY_DAYS}),
             (self.REFUND_DUE, _("Refund due (money held for a cancelled order, paid twice)")),
             *OrderStatus.choices,
         ]
@@ -212,6 +229,10 @@ class OrderStatusFilter(DropdownFilter):
             return queryset.filter(awaiting_payment_q())
         if value == self.REFUND_DUE:
             return queryset.filter(refund_due_q())
+        if value == self.PAYMENT_FAILED:
+            return queryset.filter(payment_failed_q())
+        if value == self.DELIVERY_LATE:
+            return queryset.filter(late_delivery_q())
         if value in OrderStatus.values:
             return queryset.filter(status=value)
         return queryset
@@ -284,6 +305,100 @@ class ShippingMethodFilter(_MethodFilter):
 
 class PlacedDateFilter(DayRangeFilter):
     """When orders were placed: whole days in the store's time zone, "to" included."""
+
+
+class PaidDateFilter(DayRangeFilter):
+    """When orders were paid (the day a sale counts in the reports): whole days in the store's
+    time zone, "to" included."""
+
+
+class _LinkedFilter(DropdownFilter):
+    """A filter the dashboard's and the reports' links set (``?product=12``): no list of
+    choices to read (no query); the applied value is shown, so it can be removed."""
+
+    def describe(self, value: str) -> str:
+        return value
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [(self.value(), self.describe(self.value()))] if self.value() else []
+
+    def condition(self, value: str) -> Q | None:
+        raise NotImplementedError
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if not self.value():
+            return queryset
+        condition = self.condition(self.value())
+        return queryset.filter(condition) if condition is not None else queryset.none()
+
+
+class ProductFilter(_LinkedFilter):
+    """Orders with a line of one product (by id, as the order kept it)."""
+
+    title = _("product")
+    parameter_name = "product"
+
+    def describe(self, value: str) -> str:
+        return _("Product %(id)s") % {"id": value}
+
+    def condition(self, value: str) -> Q | None:
+        if not value.isdigit():
+            return None
+        return Q(pk__in=OrderLine.objects.filter(product_id_snapshot=int(value))
+                 .values("order_id"))
+
+
+class CategoryFilter(_LinkedFilter):
+    """Orders with a line of a product whose primary category is this one ("none": products
+    without a category)."""
+
+    title = _("category")
+    parameter_name = "category"
+
+    def describe(self, value: str) -> str:
+        return _("No category") if value == "none" else _("Category %(id)s") % {"id": value}
+
+    def condition(self, value: str) -> Q | None:
+        from backoffice.catalog.models import Product
+
+        if value == "none":
+            products = Product.objects.filter(category__isnull=True)
+        elif value.isdigit():
+            products = Product.objects.filter(category_id=int(value))
+        else:
+            return None
+        return Q(pk__in=OrderLine.objects.filter(
+            product_id_snapshot__in=products.values("pk")).values("order_id"))
+
+
+class CouponFilter(_LinkedFilter):
+    """Orders placed with a coupon code (any case)."""
+
+    title = _("coupon")
+    parameter_name = "coupon"
+
+    def condition(self, value: str) -> Q | None:
+        return Q(coupon_code__iexact=value)
+
+
+class RefundedFilter(_LinkedFilter):
+    """Orders with a refund recorded on the days ``from:to`` (the store's days, both
+    included), as the refunds report counts them."""
+
+    title = _("refunded")
+    parameter_name = "refunded"
+
+    def describe(self, value: str) -> str:
+        return _("Refunded %(days)s") % {"days": value.replace(":", " – ")}
+
+    def condition(self, value: str) -> Q | None:
+        first, _sep, last = value.partition(":")
+        first, last = parse_day(first), parse_day(last or first)
+        if first is None or last is None:
+            return None
+        return Q(pk__in=Refund.objects.filter(
+            status=Refund.Status.SUCCEEDED, created_at__gte=start_of_day(first),
+            created_at__lt=start_of_day(last + timedelta(days=1))).values("order_id"))
 
 
 # --- Forms of the order page ----------------------------------------------------------------
@@ -684,14 +799,16 @@ class _ExportModelAdmin(ExportMixin, admin.ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
+class OrderAdmin(GuardedActionsMixin, SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     list_display = [
         "number_display", "created_at", "customer", "status_label", "payment_label",
         "fulfilment_label", "total_display", "item_count", "payment_display", "shipping_display",
     ]
     list_display_links = ["number_display"]
     list_filter = [OrderStatusFilter, PaymentStatusFilter, FulfilmentStatusFilter,
-                   ("created_at", PlacedDateFilter), PaymentMethodFilter, ShippingMethodFilter]
+                   ("created_at", PlacedDateFilter), ("paid_at", PaidDateFilter),
+                   PaymentMethodFilter, ShippingMethodFilter, ProductFilter, CategoryFilter,
+                   CouponFilter, RefundedFilter]
     list_filter_submit = True
     # The search is ``get_search_results``; these make the box appear and say what it reads.
     search_fields = ["number", "email", "phone", "lines__sku"]
@@ -731,12 +848,32 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    def has_fulfil_permission(self, request: HttpRequest, obj=None) -> bool:
-        """Status moves, shipments, refunds and notes: the "change order" permission."""
-        return request.user.has_perm("orders.change_order")
+    # Each action has its own permission (``Order.Meta.permissions``, given by the roles in
+    # ``backoffice.roles``): the page offers only the actions the user has, a direct request of
+    # another is a 403, and the services check again.
+    has_mark_paid_permission = permission_check(permissions.MARK_ORDER_PAID)
+    has_ship_permission = permission_check(permissions.SHIP_ORDER)
+    has_deliver_permission = permission_check(permissions.DELIVER_ORDER)
+    has_refund_permission = permission_check(permissions.REFUND_ORDER)
+    has_note_permission = permission_check(permissions.ADD_ORDER_NOTE)
+
+    def has_cancel_permission(self, request: HttpRequest, obj=None) -> bool:
+        """``orders.cancel_order``; or ``orders.cancel_unpaid_order`` for an unpaid order (any
+        order on the list: the service refuses the paid ones, naming them). ``obj``: an order or
+        its id (unfold passes the id)."""
+        user = request.user
+        if user.has_perm(permissions.CANCEL_ORDER):
+            return True
+        if not user.has_perm(permissions.CANCEL_UNPAID_ORDER):
+            return False
+        if obj is None:
+            return True
+        order = obj if isinstance(obj, Order) else (
+            self.get_object(request, str(obj)) if str(obj).isdigit() else None)
+        return order is not None and order.payment_status == PaymentStatus.UNPAID
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
+        return request.user.has_perm(permissions.EXPORT_ORDERS)
 
     # --- the list ---
 
@@ -817,7 +954,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
         for pk, number in queryset.order_by("pk").values_list("pk", "number"):
             try:
                 run(pk, actor)
-            except ORDER_ERRORS as error:
+            except (*ORDER_ERRORS, permissions.ActionNotPermitted) as error:
+                # Not permitted for this order (a clerk who may cancel unpaid orders only):
+                # listed like a refusal. A user without the action never gets here (a 403).
                 refused.append(f"#{number}: {error}")
             else:
                 done += 1
@@ -831,19 +970,19 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                                              "... and %(count)d more orders refused.", more)
                            % {"count": more})
 
-    @action(description=_("Mark paid (cash, transfer)"), permissions=["fulfil"])
+    @action(description=_("Mark paid (cash, transfer)"), permissions=["mark_paid"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, _record_payment,
                    ngettext_lazy("%(count)d order marked paid.",
                                  "%(count)d orders marked paid.", "count"))
 
-    @action(description=_("Mark delivered"), permissions=["fulfil"])
+    @action(description=_("Mark delivered"), permissions=["deliver"])
     def mark_delivered(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, lambda pk, actor: services.mark_delivered(pk, actor=actor),
                    ngettext_lazy("%(count)d order marked delivered.",
                                  "%(count)d orders marked delivered.", "count"))
 
-    @action(description=_("Cancel (releases the stock)"), permissions=["fulfil"])
+    @action(description=_("Cancel (releases the stock)"), permissions=["cancel"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         self._each(request, queryset, lambda pk, actor: services.cancel_order(pk, actor=actor),
                    ngettext_lazy("%(count)d order cancelled; its stock is back on the shelf.",
@@ -908,20 +1047,26 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                 if not allowed.get(DETAIL_ACTIONS.get(a.action_name.removeprefix(prefix), ""))]
 
     def _order_page(self, request: HttpRequest, order: Order) -> dict:
-        can_fulfil = self.has_fulfil_permission(request)
+        """The header: the order's states, money and addresses, and the buttons of the actions
+        both its states and the user's permissions allow."""
         moves, links = [], []
-        if can_fulfil:
-            allowed = self._allowed(request, order)
-            if not allowed["mark_paid"]:
-                moves.append((_("Mark paid"), self._url("mark_paid_detail", order)))
-            if not allowed["deliver"]:
-                moves.append((_("Mark delivered"), self._url("mark_delivered_detail", order)))
-            if not allowed["ship"]:
-                links.append((_("Create shipment"), self._url("create_shipment", order)))
-            if not allowed["refund"]:
-                links.append((_("Record refund"), self._url("record_refund", order)))
-            if not allowed["cancel"]:
-                links.append((_("Cancel order"), self._url("cancel_detail", order)))
+        allowed = self._allowed(request, order)
+
+        def offer(into: list, label, view: str, action: str, may: bool) -> None:
+            if may and not allowed[action]:
+                into.append((label, self._url(view, order)))
+
+        offer(moves, _("Mark paid"), "mark_paid_detail", "mark_paid",
+              self.has_mark_paid_permission(request))
+        offer(moves, _("Mark delivered"), "mark_delivered_detail", "deliver",
+              self.has_deliver_permission(request))
+        offer(links, _("Create shipment"), "create_shipment", "ship",
+              self.has_ship_permission(request))
+        offer(links, _("Record refund"), "record_refund", "refund",
+              self.has_refund_permission(request))
+        offer(links, _("Cancel order"), "cancel_detail", "cancel",
+              self.has_cancel_permission(request, order))
+        can_note = self.has_note_permission(request)
         currency = order.currency
         totals = [
             (_("Subtotal"), format_money(order.subtotal, currency)),
@@ -936,7 +1081,8 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             totals.append((_("Refunded"), f"− {format_money(order.refunded_total, currency)}"))
             totals.append((_("Net"), format_money(order.total - order.refunded_total, currency)))
         customer_url = (
-            reverse("admin:auth_user_change", args=[order.user_id]) if order.user_id else ""
+            reverse("admin:auth_user_change", args=[order.user_id])
+            if order.user_id and request.user.has_perm("auth.view_user") else ""
         )
         return {
             "order": order,
@@ -956,8 +1102,9 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             "shipping_address": address_lines(order.shipping_address),
             "billing_address": address_lines(order.billing_address),
             "customer_url": customer_url,
-            "can_fulfil": can_fulfil,
-            "note_url": self._url("add_note", order) if can_fulfil else "",
+            "has_account": bool(order.user_id),
+            "can_fulfil": bool(moves or links),
+            "note_url": self._url("add_note", order) if can_note else "",
             "note_form": RequiredNoteForm(),
         }
 
@@ -1017,7 +1164,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
                             question=f"{question} {services.RULES[action]}", submit=submit,
                             form=form, danger=danger)
 
-    @action(description=_("Mark paid"), url_path="mark-paid", permissions=["fulfil"],
+    @action(description=_("Mark paid"), url_path="mark-paid", permissions=["mark_paid"],
             icon="payments")
     def mark_paid_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
@@ -1029,7 +1176,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             success=_("Order %(number)s marked paid."),
         )
 
-    @action(description=_("Mark delivered"), url_path="mark-delivered", permissions=["fulfil"],
+    @action(description=_("Mark delivered"), url_path="mark-delivered", permissions=["deliver"],
             icon="where_to_vote")
     def mark_delivered_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
@@ -1042,7 +1189,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             success=_("Order %(number)s marked delivered."),
         )
 
-    @action(description=_("Cancel order"), url_path="cancel", permissions=["fulfil"],
+    @action(description=_("Cancel order"), url_path="cancel", permissions=["cancel"],
             icon="cancel")
     def cancel_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         return self._confirm(
@@ -1056,7 +1203,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             success=_("Order %(number)s cancelled; its stock is back on the shelf."),
         )
 
-    @action(description=_("Create shipment"), url_path="ship", permissions=["fulfil"],
+    @action(description=_("Create shipment"), url_path="ship", permissions=["ship"],
             icon="local_shipping")
     def create_shipment(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
@@ -1097,7 +1244,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             empty=_("Nothing is left to ship."),
         )
 
-    @action(description=_("Record refund"), url_path="refund", permissions=["fulfil"],
+    @action(description=_("Record refund"), url_path="refund", permissions=["refund"],
             icon="currency_exchange")
     def record_refund(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)
@@ -1147,7 +1294,7 @@ class OrderAdmin(SpreadsheetExportMixin, ModelAdmin, _ExportModelAdmin):
             empty="",
         )
 
-    @action(description=_("Add note"), url_path="note", permissions=["fulfil"],
+    @action(description=_("Add note"), url_path="note", permissions=["note"],
             icon="edit_note")
     def add_note(self, request: HttpRequest, object_id) -> HttpResponse:
         order = self._order_or_404(object_id)

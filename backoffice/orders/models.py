@@ -99,6 +99,18 @@ class Order(models.Model):
         verbose_name = _("order")
         verbose_name_plural = _("orders")
         ordering = ["-created_at", "-id"]
+        # The actions staff roles are given one by one (``backoffice.roles``); checked by the
+        # order services (``backoffice.permissions.require``).
+        permissions = [
+            ("ship_order", _("Can ship orders (create shipments)")),
+            ("deliver_order", _("Can mark orders delivered")),
+            ("cancel_order", _("Can cancel orders, paid ones too")),
+            ("cancel_unpaid_order", _("Can cancel unpaid orders")),
+            ("refund_order", _("Can refund orders")),
+            ("mark_order_paid", _("Can mark orders paid")),
+            ("add_order_note", _("Can add notes to orders")),
+            ("export_orders", _("Can export orders")),
+        ]
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="order_newest"),
             models.Index(fields=["status", "-created_at"], name="order_status_newest"),

@@ -57,6 +57,37 @@ def refund_due_q(prefix: str = "") -> Q:
                    f"{prefix}payment_status__in": MONEY_HELD}))
 
 
+# A shipment not delivered this many days after it left is worth a look.
+LATE_DELIVERY_DAYS = 7
+
+
+def payment_failed_q() -> Q:
+    """Awaiting payment, and the customer's attempt failed: a failed payment and none under way
+    (the customer may need a hand, or another way to pay)."""
+    from backoffice.payments.models import Payment
+    from backoffice.payments.status import OPEN_STATUSES
+    from backoffice.payments.status import PaymentStatus as Attempt
+
+    return (
+        awaiting_payment_q()
+        & Q(Exists(Payment.objects.filter(order=OuterRef("pk"), status=Attempt.FAILED)))
+        & ~Q(Exists(Payment.objects.filter(order=OuterRef("pk"), status__in=OPEN_STATUSES)))
+    )
+
+
+def late_delivery_q(now=None) -> Q:
+    """Open, and a shipment left more than ``LATE_DELIVERY_DAYS`` days ago without being
+    delivered: a parcel to ask the carrier about."""
+    from backoffice.orders.models import Shipment
+
+    since = (now or timezone.now()) - timedelta(days=LATE_DELIVERY_DAYS)
+    late = Shipment.objects.filter(order=OuterRef("pk"), delivered_at__isnull=True,
+                                   shipped_at__lt=since)
+    return Q(status=OrderStatus.OPEN, fulfilment_status__in=[
+        FulfilmentStatus.SHIPPED, FulfilmentStatus.PARTIALLY_SHIPPED,
+        FulfilmentStatus.PARTIALLY_DELIVERED]) & Q(Exists(late))
+
+
 def purchased_q(prefix: str = "") -> Q:
     """Counts as bought (``status.is_purchased``): not cancelled, not refunded in full, paid or
     being fulfilled."""
@@ -105,4 +136,33 @@ def morning_numbers(now=None) -> MorningNumbers:
         orders_today=numbers["orders_today"], sales_today=quantize(numbers["sales_today"]),
         sales_last_7_days=quantize(numbers["sales_week"]), to_fulfil=numbers["to_fulfil"],
         awaiting_payment=numbers["awaiting"], refunds_due=numbers["refunds_due"],
+    )
+
+
+@dataclass(frozen=True)
+class AttentionCounts:
+    """The orders that need someone now (the dashboard's "needs you" row)."""
+
+    to_fulfil: int
+    awaiting_payment: int
+    payment_failed: int
+    late_deliveries: int
+    refunds_due: int
+
+
+def attention_counts(now=None) -> AttentionCounts:
+    """Orders to fulfil, awaiting payment, whose payment failed, whose delivery is late, and
+    refunds due: one aggregate query over the open orders and those with a refund due (read by
+    the status index and a partial index of the refunds due), never the whole table."""
+    numbers = Order.objects.filter(Q(status=OrderStatus.OPEN) | refund_due_q()).aggregate(
+        to_fulfil=Count("pk", filter=to_fulfil_q()),
+        awaiting=Count("pk", filter=awaiting_payment_q()),
+        failed=Count("pk", filter=payment_failed_q()),
+        late=Count("pk", filter=late_delivery_q(now)),
+        refunds_due=Count("pk", filter=refund_due_q()),
+    )
+    return AttentionCounts(
+        to_fulfil=numbers["to_fulfil"], awaiting_payment=numbers["awaiting"],
+        payment_failed=numbers["failed"], late_deliveries=numbers["late"],
+        refunds_due=numbers["refunds_due"],
     )

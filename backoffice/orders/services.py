@@ -10,6 +10,11 @@ back, changes nothing), derives the overall status, and for each move writes one
 ``OrderEvent`` (actor, time, which state, from, to, note) and queues the
 ``order_status_changed`` plugin event in the same transaction.
 
+Who may do what is checked first, by ``backoffice.permissions.require`` (staff by their
+permissions, API keys by their scopes, jobs and webhooks always): a refusal raises
+``ActionNotPermitted`` before anything is locked or changed. What staff and keys do is also
+written to the audit trail (``backoffice.audit``), beside the order's own timeline.
+
 What may be done to an order, and why not, is said once, by ``refusal``: the services raise its
 words under the lock, and the admin asks it to show only the actions an order allows.
 """
@@ -29,6 +34,9 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from backoffice import permissions
+from backoffice.audit import services as audit
+from backoffice.audit.models import AuditAction
 from backoffice.inventory import services as inventory
 from backoffice.inventory.services import SYSTEM, Actor, Placement
 from backoffice.money import format_money, quantize
@@ -394,11 +402,16 @@ def mark_paid(order: Order | int, *, actor: Actor = SYSTEM, note: str = "") -> O
     """Staff (or an integration) say the money was received in full. Refused for a cancelled
     order; an order paid already is left as it is. (``payments.record_manual_payment`` also
     records the payment; this is the order's side.)"""
+    permissions.require(actor, permissions.MARK_ORDER_PAID)
     order = _lock(order)
     if order.payment_status != P.UNPAID and order.status != S.CANCELLED:
         return order
     _refuse(order, "mark_paid")
-    return payment_received(order, actor=actor, note=note)
+    order = payment_received(order, actor=actor, note=note)
+    audit.record(actor, AuditAction.ORDER_MARKED_PAID, order,
+                 f"Marked paid: {format_money(order.total, order.currency)}.",
+                 data={"amount": str(order.total), "currency": order.currency})
+    return order
 
 
 @transaction.atomic
@@ -423,11 +436,23 @@ def cancel_order(order: Order | int, *, actor: Actor = SYSTEM, note: str = "",
     and an unpaid order gives its coupon use back. Money already paid stays on the order, a
     refund due (``record_refund``). ``only_if_unpaid`` (a customer cancelling): refused unless
     the order is unpaid, as read under the lock, so a payment landing at the same moment wins
-    or loses cleanly."""
+    or loses cleanly.
+
+    Staff need ``orders.cancel_order``, or ``orders.cancel_unpaid_order`` for an order that is
+    unpaid as read under the lock. A customer (or a guest) cancelling their own unpaid order,
+    which the API checked is theirs, is not staff and needs neither."""
     from backoffice.promotions.services import give_back
 
+    customer = only_if_unpaid and actor.scopes is None and not getattr(
+        actor.user, "is_staff", False)
+    if not customer:
+        permissions.require_any(actor, permissions.CANCEL_ORDER, permissions.CANCEL_UNPAID_ORDER)
     order = _lock(order)
     _refuse(order, "cancel_unpaid" if only_if_unpaid else "cancel", code="not_cancellable")
+    paid = order.payment_status != P.UNPAID
+    if paid and not customer:
+        # Money is held: cancelling leaves a refund due, which takes the full permission.
+        permissions.require(actor, permissions.CANCEL_ORDER)
     _release_all(order, actor, note or "order cancelled")
     if order.payment_status == P.UNPAID:
         give_back(order)
@@ -436,6 +461,11 @@ def cancel_order(order: Order | int, *, actor: Actor = SYSTEM, note: str = "",
         _event(order, OrderEvent.Kind.PAYMENT, actor,
                f"Cancelled with {format_money(order.total - order.refunded_total, order.currency)}"
                " paid: refund it.")
+    if not customer:
+        audit.record(actor, AuditAction.ORDER_CANCELLED, order,
+                     ("Cancelled with money paid: a refund is due." if paid else
+                      "Cancelled (unpaid).") + (f" {note}" if note else ""),
+                     data={"paid": paid})
     return order
 
 
@@ -495,6 +525,7 @@ def create_shipment(
     available (``OrderError`` "backordered", nothing changed, when the shelf does not have them:
     receive the goods into stock first), and the rows they came from are remembered (an
     allocation of 0) so that a restocking refund puts them back there."""
+    permissions.require(actor, permissions.SHIP_ORDER)
     order = _lock(order)
     _refuse(order, "ship", code="not_shippable")
     lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
@@ -558,6 +589,14 @@ def create_shipment(
                customer=lambda: notifications.customer_of(order))
     notifications.shipment_created(order, shipment, wanted)
     _follow_the_goods(order, actor)
+    items = sum(wanted.values())
+    audit.record(actor, AuditAction.ORDER_SHIPPED, order,
+                 ngettext("Shipment %(id)d: %(count)d item", "Shipment %(id)d: %(count)d items",
+                          items) % {"id": shipment.pk, "count": items}
+                 + (f" with {shipment.carrier}" if shipment.carrier else "")
+                 + (f", tracking {shipment.tracking_number}" if shipment.tracking_number else "")
+                 + ".",
+                 data={"shipment_id": shipment.pk, "items": items})
     return shipment
 
 
@@ -576,6 +615,7 @@ def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: in
     order is marked delivered only once everything in it has shipped; one shipment may arrive
     any time (partially delivered). Whatever its payment says: a refund never undoes where the
     goods are, and a delivery never moves the money."""
+    permissions.require(actor, permissions.DELIVER_ORDER)
     order = _lock(order)
     shipments = Shipment.objects.filter(order=order, delivered_at__isnull=True)
     if shipment_id is None:
@@ -590,11 +630,16 @@ def mark_delivered(order: Order | int, *, actor: Actor = SYSTEM, shipment_id: in
         _event(order, OrderEvent.Kind.SHIPMENT, actor,
                note or (f"Shipment {shipment_id} arrived." if shipment_id else
                         "Shipments arrived."))
+    audit.record(actor, AuditAction.ORDER_DELIVERED, order,
+                 (f"Shipment {shipment_id} delivered." if shipment_id else "Delivered.")
+                 + (f" {note}" if note else ""),
+                 data={"shipment_id": shipment_id} if shipment_id else {})
     return order
 
 
 @transaction.atomic
 def add_note(order: Order | int, note: str, *, actor: Actor = SYSTEM) -> OrderEvent:
+    permissions.require(actor, permissions.ADD_ORDER_NOTE)
     return _event(_lock(order), OrderEvent.Kind.NOTE, actor, note)
 
 
@@ -655,6 +700,7 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
     its amount against further refunds and takes effect with ``settle_refund``; ``failed`` is
     recorded for the timeline and changes nothing else.
     """
+    permissions.require(actor, permissions.REFUND_ORDER)
     if status not in Refund.Status.values:
         raise OrderError(f"{status!r} is not a refund status (use one of "
                          f"{', '.join(Refund.Status.values)}).", "invalid_status")
@@ -706,6 +752,16 @@ def record_refund(order: Order | int, request: RefundRequest, *, actor: Actor = 
                "waiting for it.")
     else:
         _apply_refund(order, refund, lines, actor)
+    money = format_money(amount, order.currency)
+    audit.record(actor, AuditAction.ORDER_REFUNDED, order,
+                 {Refund.Status.SUCCEEDED: f"Refunded {money}",
+                  Refund.Status.PENDING: f"Refund of {money} asked of the provider",
+                  Refund.Status.FAILED: f"Refund of {money} failed"}[status]
+                 + (" (restocked)" if request.restock else "")
+                 + (f": {request.reason}" if request.reason else "."),
+                 data={"refund_id": refund.pk, "amount": str(amount),
+                       "currency": order.currency, "status": status,
+                       "restock": request.restock})
     return refund
 
 

@@ -19,6 +19,8 @@ from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, permission_check
 from backoffice.admin_records import ReadOnlyRecord
 from backoffice.inventory.services import Actor
 from backoffice.money import format_money
@@ -52,7 +54,7 @@ class PaymentEventInline(ReadOnlyRecord, TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
+class PaymentAdmin(GuardedActionsMixin, ReadOnlyRecord, ModelAdmin):
     list_display = ["id", "order_link", "provider", "amount_display", "status_label",
                     "provider_reference", "created_at", "succeeded_at"]
     list_filter = ["status", "provider", "created_at"]
@@ -85,8 +87,9 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
     def status_label(self, obj: Payment) -> tuple[str, str]:
         return obj.status, obj.get_status_display()
 
-    def has_fulfil_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.has_perm("orders.change_order")
+    # Asking a provider acts on its answer (the order may become paid): "change payment".
+    has_ask_permission = permission_check("payments.change_payment")
+    has_refund_permission = permission_check(permissions.REFUND_ORDER)
 
     def _ask(self, request: HttpRequest, payment: Payment) -> None:
         if payment.status not in OPEN_STATUSES:
@@ -102,12 +105,12 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
             messages.success(request, _("Payment %(id)s: %(outcome)s")
                              % {"id": payment.pk, "outcome": outcome})
 
-    @action(description=_("Ask the provider now"), permissions=["fulfil"])
+    @action(description=_("Ask the provider now"), permissions=["ask"])
     def ask_provider(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in queryset[:50]:
             self._ask(request, payment)
 
-    @action(description=_("Ask the provider now"), url_path="ask", permissions=["fulfil"],
+    @action(description=_("Ask the provider now"), url_path="ask", permissions=["ask"],
             icon="sync")
     def ask_provider_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         payment = get_object_or_404(Payment, pk=object_id)
@@ -120,7 +123,7 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
 
 
     @action(description=_("Refund: paid twice"), url_path="refund-duplicate",
-            permissions=["fulfil"], icon="currency_exchange")
+            permissions=["refund"], icon="currency_exchange")
     def refund_duplicate_detail(self, request: HttpRequest, object_id) -> HttpResponse:
         """A second payment of an order paid already goes back in full; the order stands."""
         payment = get_object_or_404(Payment, pk=object_id)
@@ -156,7 +159,7 @@ class PaymentAdmin(ReadOnlyRecord, ModelAdmin):
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(ReadOnlyRecord, ModelAdmin):
+class PaymentEventAdmin(GuardedActionsMixin, ReadOnlyRecord, ModelAdmin):
     list_display = ["received_at", "provider", "source", "event_id", "payment", "verified",
                     "processed_at", "outcome", "error"]
     list_filter = ["provider", "source", "verified", ("processed_at", admin.EmptyFieldListFilter)]
@@ -169,10 +172,9 @@ class PaymentEventAdmin(ReadOnlyRecord, ModelAdmin):
     readonly_fields = fields
     actions = ["process_again"]
 
-    def has_fulfil_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.has_perm("orders.change_order")
+    has_process_permission = permission_check("payments.change_paymentevent")
 
-    @action(description=_("Process again"), permissions=["fulfil"])
+    @action(description=_("Process again"), permissions=["process"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[PaymentEvent]) -> None:
         """Events left with an error (the payment was unknown then, a provider was down) are
         acted on again; events already processed stay as they are."""

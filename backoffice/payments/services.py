@@ -34,6 +34,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from backoffice import permissions
+from backoffice.audit import services as audit
+from backoffice.audit.models import AuditAction
 from backoffice.inventory.services import SYSTEM, Actor
 from backoffice.money import format_money, quantize
 from backoffice.notifications import services as notifications
@@ -395,6 +398,7 @@ def _extra_money_held(order_id: int) -> bool:
 def refund_duplicate(payment_id: int, *, actor: Actor = SYSTEM) -> Payment:
     """Give back all of a second payment of an order already paid (the customer paid twice),
     through its provider. The order, paid by its first payment, is left as it is."""
+    permissions.require(actor, permissions.REFUND_ORDER)
     payment = Payment.objects.get(pk=payment_id)
     if payment.status != S.SUCCEEDED or not _is_duplicate(payment):
         raise PaymentError("Only a second payment of an order paid already is refunded this "
@@ -424,6 +428,11 @@ def refund_duplicate(payment_id: int, *, actor: Actor = SYSTEM) -> Payment:
             _order_event(locked.order_id, actor,
                          f"Refund of payment {locked.pk} (paid twice) asked of "
                          f"{locked.provider}; it reports when it is done.")
+        audit.record(actor, AuditAction.DUPLICATE_REFUNDED, locked,
+                     f"Second payment of {format_money(locked.amount, locked.currency)} "
+                     f"given back through {locked.provider} ({result.status}).",
+                     data={"amount": str(locked.amount), "currency": locked.currency,
+                           "order_id": locked.order_id, "status": result.status})
     payment.refresh_from_db()
     return payment
 
@@ -637,6 +646,7 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
     """Staff received the money (cash on delivery, a bank transfer): the order's open manual
     payment, or a new one, succeeds for the amount due, and the order is paid. Returns None
     when the order was paid already."""
+    permissions.require(actor, permissions.MARK_ORDER_PAID)
     pk = order.pk if isinstance(order, Order) else order
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).get(pk=pk)
@@ -664,6 +674,11 @@ def record_manual_payment(order: Order | int, *, actor: Actor, note: str = "") -
         )
         apply_status(payment.pk, S.SUCCEEDED, amount=payment.amount, currency=payment.currency,
                      message=note, authoritative=True, actor=actor)
+        audit.record(actor, AuditAction.ORDER_MARKED_PAID, order,
+                     f"Marked paid: {format_money(payment.amount, payment.currency)} received "
+                     f"(manual payment {payment.pk})." + (f" {note}" if note else ""),
+                     data={"amount": str(payment.amount), "currency": payment.currency,
+                           "payment_id": payment.pk})
     payment.refresh_from_db()
     return payment
 
@@ -697,6 +712,7 @@ def refund_order(order: Order | int, request: orders.RefundRequest, *,
     M-Pesa reversal), as does an order that no payment of ours took. Raises ``OrderError``
     (nothing changed) or ``PaymentError`` (the provider cannot refund: nothing changed; it
     refused: recorded as failed; it did not answer: left pending and asked again)."""
+    permissions.require(actor, permissions.REFUND_ORDER)
     pk = order.pk if isinstance(order, Order) else order
     order = Order.objects.get(pk=pk)
     payment = refund_payment_of(order)

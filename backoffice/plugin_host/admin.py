@@ -1,4 +1,8 @@
-"""Plugins in the admin: switch them on, fill in their settings, watch their event deliveries."""
+"""Plugins in the admin: switch them on, fill in their settings, watch their event deliveries.
+
+Changing a plugin (its settings, secrets, on/off) and retrying its deliveries need
+``plugins.manage_plugins``; others with "view plugin" see the page read-only.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from backoffice import permissions
+from backoffice.admin_access import GuardedActionsMixin, permission_check, staff_actor
 from backoffice.crypto import DecryptionError
 from backoffice.plugin_host.config import ConfigField, coerce, open_stored
 from backoffice.plugin_host.errors import PluginConfigError
@@ -200,6 +206,9 @@ class PluginConfigAdmin(ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # rows come from installed plugins
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm(permissions.MANAGE_PLUGINS)
+
     def changelist_view(self, request, extra_context=None):
         # A refused plugin has no row until it has loaded once: say why it is missing here.
         for name, reason in sorted(get_plugin_host().refused.items()):
@@ -229,7 +238,7 @@ class PluginConfigAdmin(ModelAdmin):
         try:
             update_plugin_config(
                 identifier=obj.identifier, active=form.cleaned_data["active"],
-                changes=form.setting_changes, user=request.user,
+                changes=form.setting_changes, user=request.user, actor=staff_actor(request),
             )
         except PluginConfigError as exc:
             # Re-validated under a row lock: a concurrent change may have made it invalid.
@@ -305,7 +314,7 @@ class PluginEventAdmin(ModelAdmin):
 
 
 @admin.register(PluginEventDelivery)
-class PluginEventDeliveryAdmin(ModelAdmin):
+class PluginEventDeliveryAdmin(GuardedActionsMixin, ModelAdmin):
     list_display = ["id", "event_hook", "plugin", "delivery_status", "attempts", "next_attempt_at",
                     "short_error"]
     list_filter = ["status", "plugin"]
@@ -337,7 +346,9 @@ class PluginEventDeliveryAdmin(ModelAdmin):
         lines = obj.last_error.strip().splitlines()
         return lines[-1][:120] if lines else ""
 
-    @action(description=_("Retry the selected failed deliveries"))
+    has_manage_permission = permission_check(permissions.MANAGE_PLUGINS)
+
+    @action(description=_("Retry the selected failed deliveries"), permissions=["manage"])
     def retry(self, request, queryset) -> None:
         count = retry_failed(list(queryset.values_list("pk", flat=True)))
         messages.success(request, ngettext("%(count)d delivery will be tried again.",

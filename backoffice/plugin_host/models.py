@@ -23,6 +23,7 @@ class PluginConfig(models.Model):
         verbose_name = _("plugin")
         verbose_name_plural = _("plugins")
         ordering = ["identifier"]
+        permissions = [("manage_plugins", _("Can manage plugins and their secrets"))]
 
     def __str__(self) -> str:
         return self.identifier

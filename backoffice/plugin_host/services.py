@@ -136,16 +136,30 @@ def plan_plugin_config(
 
 
 def update_plugin_config(
-    *, identifier: str, active: bool, changes: dict[str, Any], user: Any = None
+    *, identifier: str, active: bool, changes: dict[str, Any], user: Any = None,
+    actor: Any = None,
 ) -> Any:
     """Save a plugin's settings and on/off state; ``PluginConfigError`` (nothing saved) when a
     value is invalid or the plugin would be active with required settings missing. Secret
-    settings are stored encrypted (``backoffice.crypto``)."""
+    settings are stored encrypted (``backoffice.crypto``).
+
+    ``actor`` (by default ``user``, else the system) needs ``plugins.manage_plugins``. A change
+    is written to the audit trail with the names of the settings changed, never their values
+    (secret or not: a setting may hold what only looks harmless)."""
     from django.db import transaction
 
+    from backoffice.audit.models import AuditAction
+    from backoffice.audit.services import record
+    from backoffice.inventory.services import SYSTEM, Actor
+    from backoffice.permissions import MANAGE_PLUGINS, require
     from backoffice.plugin_host.config import seal_settings
     from backoffice.plugin_host.models import PluginConfig
 
+    if actor is None:
+        actor = Actor(user=user) if getattr(user, "is_authenticated", False) else SYSTEM
+    require(actor, MANAGE_PLUGINS)
+    if user is None:
+        user = actor.user
     with transaction.atomic():
         row, _ = PluginConfig.objects.select_for_update().get_or_create(identifier=identifier)
         new, errors = plan_plugin_config(
@@ -154,10 +168,27 @@ def update_plugin_config(
         if errors:
             raise PluginConfigError(identifier, errors)
         was_active = row.active
-        row.settings = seal_settings(get_plugin_host().plugins[identifier].config_fields, new)
+        fields = get_plugin_host().plugins[identifier].config_fields
+        # Sealed secrets kept as they are compare equal; a secret entered again counts as set.
+        changed = [f for f in fields if new.get(f.name) != (row.settings or {}).get(f.name)]
+        row.settings = seal_settings(fields, new)
         row.active = active
         row.updated_by = user if getattr(user, "is_authenticated", False) else None
         row.save()
+        if changed or was_active != active:
+            parts = []
+            if was_active != active:
+                parts.append("Switched on." if active else "Switched off.")
+            if changed:
+                parts.append("Settings changed: " + ", ".join(
+                    f.name + (" (secret)" if f.is_secret else "") for f in changed) + ".")
+            action = (AuditAction.PLUGIN_CHANGED if was_active == active
+                      else AuditAction.PLUGIN_ACTIVATED if active
+                      else AuditAction.PLUGIN_DEACTIVATED)
+            record(actor, action, row, " ".join(parts),
+                   data={"settings": [f.name for f in changed if not f.is_secret],
+                         "secrets": [f.name for f in changed if f.is_secret],
+                         "active": active})
         if was_active != active:
             from backoffice.schedules import sync_schedules
 
@@ -166,10 +197,11 @@ def update_plugin_config(
     return row
 
 
-def activate_plugins(identifiers: list[str]) -> list[str]:
+def activate_plugins(identifiers: list[str], *, actor: Any = None) -> list[str]:
     """Switch installed plugins on with their current settings; returns those switched on.
 
-    Raises ``PluginConfigError`` for a plugin whose required settings are missing.
+    Raises ``PluginConfigError`` for a plugin whose required settings are missing. ``actor``
+    (None: the system) needs ``plugins.manage_plugins``.
     """
     from backoffice.plugin_host.config import sync_plugin_configs
     from backoffice.plugin_host.models import PluginConfig
@@ -182,5 +214,5 @@ def activate_plugins(identifiers: list[str]) -> list[str]:
     )
     switched = [name for name in identifiers if name in inactive and name in host.plugins]
     for name in switched:
-        update_plugin_config(identifier=name, active=True, changes={})
+        update_plugin_config(identifier=name, active=True, changes={}, actor=actor)
     return switched

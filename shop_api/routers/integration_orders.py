@@ -15,7 +15,7 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import StringConstraints
 
 from backoffice.integrations.models import Scope
-from backoffice.inventory.services import Actor
+from backoffice.integrations.services import key_actor
 from backoffice.orders import services
 from backoffice.orders.models import Order
 from backoffice.orders.selectors import awaiting_payment_q, refund_due_q, to_fulfil_q
@@ -168,7 +168,7 @@ def move_order(request: HttpRequest, number: str, payload: StatusIn):
     require_scope(request, Scope.ORDERS_WRITE)
     order = _order(number)
     try:
-        payments.move_to(order, payload.status, actor=Actor(label=request.auth.label),
+        payments.move_to(order, payload.status, actor=key_actor(request.auth),
                          note=payload.note)
     except (services.OrderError, services.IllegalTransition) as exc:
         raise _refused(exc) from exc
@@ -195,7 +195,7 @@ def ship(request: HttpRequest, number: str, payload: ShipmentIn):
         services.create_shipment(order, services.ShipmentRequest(
             carrier=payload.carrier, tracking_number=payload.tracking_number,
             tracking_url=payload.tracking_url, lines=wanted or None,
-        ), actor=Actor(label=request.auth.label))
+        ), actor=key_actor(request.auth))
     except (services.OrderError, services.IllegalTransition) as exc:
         raise _refused(exc) from exc
     return Status(201, _out(_order(number)))
