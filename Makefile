@@ -68,9 +68,11 @@ fuzz-api: $(STAMP) $(TEST_STAMP)
 	SCHEMATHESIS_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_api_schema_fuzz.py -s \
 		$(PYTEST_ARGS)
 
-## API benchmark: the storefront listing and detail under wrk, ours vs plain DRF (prints numbers).
-## Needs a database holding a catalog, e.g.
+## API benchmark: the storefront listing and detail under wrk on the database path (response cache
+## and cachalot off, no URL asked twice), ours vs plain DRF alternating; prints numbers and a
+## PASS/FAIL verdict per goal. Needs a PostgreSQL database holding a catalog, e.g.
 ## DATABASE_URL=postgres://postgres@127.0.0.1:5432/backoffice_a make bench-api
+## or a fresh one made and dropped: BENCH_ARGS="--catalog 100000" with DATABASE_URL=.../postgres
 bench-api: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/api_bench.py $(BENCH_ARGS)
@@ -82,8 +84,9 @@ bench-api: $(STAMP)
 bench-checkout: $(STAMP)
 	$(PY) benchmarks/checkout_bench.py $(BENCH_ARGS)
 
-## Webhook benchmark: Stripe webhooks taken in (new and replayed) and processed, in-process
-## (prints numbers). SQLite in a temporary folder, or a fresh database on DATABASE_URL's server.
+## Webhook benchmark: Stripe webhooks taken in (new and replayed) through gunicorn with DEBUG=0,
+## and processed by the job (prints numbers and a PASS/FAIL verdict; BENCH_ARGS=--in-process for
+## the test client). SQLite in a temporary folder, or a fresh database on DATABASE_URL's server.
 bench-webhooks: $(STAMP)
 	$(PY) benchmarks/webhook_bench.py $(BENCH_ARGS)
 

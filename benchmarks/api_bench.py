@@ -1,49 +1,50 @@
-"""API benchmark: the storefront product listing and detail under load, ours vs plain DRF.
+"""API benchmark: the storefront product listing and detail on the database path, ours vs plain DRF.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/backoffice_a make bench-api
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres BENCH_ARGS="--catalog 100000" \
+        make bench-api                    # a fresh catalog in bench_api_<pid>, dropped at the end
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/backoffice_a make bench-api   # an existing one
 
-It needs a database that already holds a catalog (``manage.py generate_catalog --products 100000
---seed 1`` makes the 100k-product one the budget speaks of), and ``wrk`` (``apt-get install -y
-wrk``). It writes nothing to the database.
+It needs ``wrk`` (``apt-get install -y wrk``) and a PostgreSQL database holding a catalog: an
+existing one (``manage.py generate_catalog --products 100000 --seed 1`` makes the budget's size;
+it is only read), or with ``--catalog N`` a fresh database ``bench_api_<pid>`` on DATABASE_URL's
+server, migrated and filled by ``generate_catalog --products N --seed 1``, dropped at the end.
 
-What it does:
+The verdicts are on the **database path**: every answer is built from the database.
 
-1. picks the scenarios from the database. *Hit* scenarios request one URL again and again, as a
-   popular page is: page 1 of the listing, the top-level category with the most products ordered
-   by price, page 2,000 (or the deepest page there is), and the detail of a product from the
-   middle of the catalog; after the warm-up they are answered by the storefront response cache.
-   *Miss* scenarios make every request a URL nobody asked before (a wrk Lua script walks a list,
-   the warm-up a different one), as a store's long tail of URLs does: page 1 with a new
-   (ignored) query parameter each time (the cost of building page 1), the listing's pages one
-   after another, filter sets (category x ordering x price floor x page), and product details;
-2. counts the queries of one request per scenario in a separate process with Django's test client,
-   cachalot disabled and the response cache off (the work a request costs when nothing is
-   cached);
-3. serves the app with gunicorn as deployed (``deploy/gunicorn.conf.py``, 2 sync workers, DEBUG
-   off, LOG_LEVEL=WARNING, cachalot and the response cache as configured: on by default, with a
-   fresh file cache) on a loopback port, and loads each scenario with ``wrk`` (8 connections, 2
-   threads, a warm-up and then a measured run with ``--latency``): requests/s, p50, p99, the
-   share of responses served from the response cache (``X-Cache``) and the queries per response
-   the server sent to the database over the whole run (its ``Server-Timing`` header, read by the
-   Lua script for every response);
-4. does the same for a plain Django REST Framework + django-filter listing
-   (``benchmarks/drf_baseline``: nested ModelSerializers, PageNumberPagination of 24,
-   DjangoFilterBackend + OrderingFilter, no select_related or prefetch_related), served the same
-   way on another port, one server at a time;
-5. prints a table and the ratios (a miss of page 1 is compared with DRF's page 1, which has no
-   cache). Budget (DESIGN.md): at least 300 req/s on page 1 with p99 under 60 ms, deep pages as
-   fast as page 1, at most 4 queries, at least 5x the DRF baseline.
+- Ours is served with the response cache off (``STOREFRONT_CACHE_TIMEOUT=0``, which also stops
+  caching listing counts: every page runs its ``COUNT``) and the query cache off
+  (``CACHALOT_ENABLED=0``). The DRF baseline (``benchmarks/drf_baseline``: nested
+  ModelSerializers, PageNumberPagination, DjangoFilterBackend + OrderingFilter, no prefetching)
+  is served with cachalot off too.
+- No URL is asked twice: each wrk run walks a list of URLs (a Lua script, one URL per request,
+  from its own starting point) and tags every URL with the run, so neither a warm-up nor an
+  earlier round nor the other server's run ever asks a URL again. Scenarios: page 1 (made unique
+  by an ignored parameter), the deep pages from the middle page (or page 2,000 if that comes
+  first) to the last, filter sets (category x ordering x price floor x pages 1-3 that exist,
+  shuffled) and product details.
+- Both servers run at once under gunicorn as deployed (``deploy/gunicorn.conf.py``, 2 sync
+  workers, ``DEBUG=0``, ``LOG_LEVEL=WARNING``, a fresh file cache) on loopback ports, and every
+  scenario is loaded on ours and on DRF in turn, ``--rounds`` times, the order swapped each
+  round; wrk: 8 connections, 2 threads, a warm-up and a measured run with ``--latency``.
 
-``--cache-off`` serves ours with ``STOREFRONT_CACHE_TIMEOUT=0`` (no response cache: every
-scenario is then built per request, with cachalot as configured).
+For every run it prints requests/s, p50, p99, the queries and database milliseconds per response
+the server reported (``Server-Timing``, read by the Lua script for every response), gunicorn CPU
+per request, the share of the machine's CPU used by neither gunicorn nor wrk (PostgreSQL and
+anything else running: the reports benchmark, say) and the load average. Then a table of the
+medians over the rounds, the ratios (ours / DRF, per round, median) and the verdicts, PASS or
+FAIL, for the goals (DESIGN.md): page 1 at least 300 req/s with p99 under 60 ms, the deep pages
+within 10% of page 1, at most 4 queries a listing page, listings at least 5x the DRF baseline,
+the product detail at least 3x.
 
-It prints numbers; it is not a test.
+Last, unless ``--skip-cache-hit``, page 1 asked again and again of a server with both caches on
+as by default: printed as "cache hit (not a verdict)", what a popular page costs, never checked.
+
+``--strict`` exits 1 when a goal fails. It prints numbers; it is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,23 +73,20 @@ DRF_SETTINGS = "benchmarks.drf_baseline.settings"
 PAGE_SIZE = 24
 DEEP_PAGE = 2000
 MISS_URLS = 20000  # product details walked (a measured run makes a few thousand requests)
-ORDERINGS = ["newest", "price", "-price", "name", "rating"]
+# Our orderings and the DRF baseline's (OrderingFilter on the same columns).
+ORDERINGS = {"newest": "-created_at", "price": "price_min", "-price": "-price_min",
+             "name": "name", "rating": "-rating_average"}
 PRICE_FLOORS = [0, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200]
+LISTING_RATIO, DETAIL_RATIO = 5.0, 3.0
 
 
 @dataclass
 class Scenario:
     name: str
-    ours: str  # the path on our API (a miss scenario's first path)
-    drf: str | None  # the same listing on the DRF baseline, if it has one
-    # Miss scenarios: the paths the Lua script walks (one per request), or ``bust``: ``ours``
-    # with a new, ignored query parameter each time.
-    paths: list[str] | None = None
-    bust: bool = False
-
-    @property
-    def miss(self) -> bool:
-        return self.paths is not None or self.bust
+    ours: list[str]  # the paths walked on our API, one per request
+    drf: list[str]  # the same answers asked of the DRF baseline
+    ratio: float  # the goal: at least this many times the baseline's requests/s
+    listing: bool = True
 
 
 @dataclass
@@ -95,12 +95,12 @@ class Load:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     errors: str = ""
-    queries_uncached: int | None = None  # in-process, cachalot disabled
-    queries_warm: int | None = None  # Server-Timing of a request to the warm server
+    requests: int = 0
     responses: int = 0  # counted by the Lua script over the measured run
     hits: int = 0  # X-Cache: hit
-    queries_run: int | None = None  # Server-Timing query counts summed over the measured run
-    server_ms: str = ""  # Server-Timing db / total durations of that request
+    queries: float | None = None  # Server-Timing queries per response over the run
+    db_ms: float | None = None  # Server-Timing database ms per response over the run
+    repeats: int = 0  # requests past the length of the list: pages asked twice in the run
     cpu_ms: float = 0.0  # gunicorn CPU per request during the measured run
     machine_busy: float = 0.0  # share of the machine's CPUs busy during the measured run
     # Share of the machine's CPU time used by neither gunicorn nor wrk during the measured run:
@@ -113,7 +113,9 @@ class Load:
 
 
 def bench_env(data_dir: Path, settings_module: str, port: int | None = None, *,
-              cache_off: bool = False) -> dict[str, str]:
+              cache_off: bool = False, cachalot: bool | None = None) -> dict[str, str]:
+    """The server's environment. ``cache_off``: no response cache (and no cached counts);
+    ``cachalot``: the query cache on or off (``None``: as the environment says, on by default)."""
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": settings_module,
@@ -128,12 +130,21 @@ def bench_env(data_dir: Path, settings_module: str, port: int | None = None, *,
         "DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     })
-    env.setdefault("CACHALOT_ENABLED", "1")
+    if cachalot is None:
+        env.setdefault("CACHALOT_ENABLED", "1")
+    else:
+        env["CACHALOT_ENABLED"] = "1" if cachalot else "0"
     if cache_off:
         env["STOREFRONT_CACHE_TIMEOUT"] = "0"
     if port is not None:
         env["PORT"] = str(port)
     return env
+
+
+def database_path_env(data_dir: Path, settings_module: str, port: int | None = None
+                      ) -> dict[str, str]:
+    """Both caches off: what every verdict is measured with."""
+    return bench_env(data_dir, settings_module, port, cache_off=True, cachalot=False)
 
 
 def free_port() -> int:
@@ -186,6 +197,42 @@ def loadavg() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
+# --- A fresh catalog (--catalog) ----------------------------------------------------------------
+
+
+def make_catalog(database_url: str, products: int) -> str:
+    """A fresh ``bench_api_<pid>`` database on that server, migrated and filled; its URL."""
+    import psycopg
+
+    name = f"bench_api_{os.getpid()}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(database_url)
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1", "LOG_LEVEL": "WARNING",
+           "DATA_DIR": tempfile.mkdtemp(prefix="api-bench-catalog-"),
+           "DJANGO_SETTINGS_MODULE": OURS_SETTINGS}
+    started = time.perf_counter()
+    for command in (["migrate", "--noinput", "-v0"],
+                    ["generate_catalog", "--products", str(products), "--seed", "1"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env,  # noqa: S603
+                       check=True)
+    shutil.rmtree(env["DATA_DIR"], ignore_errors=True)
+    print(f"catalog: {name} made with {products} products in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return url
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    if not name.startswith("bench_api_"):
+        return
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # --- Scenarios, picked from the database ------------------------------------------------------
 
 
@@ -199,111 +246,61 @@ def pick_scenarios() -> tuple[list[Scenario], dict]:
     total = active.count()
     if not total:
         raise SystemExit("The database holds no published product: run "
-                         "`python manage.py generate_catalog --products 100000 --seed 1` first.")
-    roots = Category.objects.filter(parent__isnull=True, is_active=True)
-    best, best_count = None, -1
-    for root in roots:
-        n = active.filter(category__tree_id=root.tree_id, category__lft__gte=root.lft,
-                          category__lft__lte=root.rght).count()
-        if n > best_count:
-            best, best_count = root, n
-    deep = min(DEEP_PAGE, max(1, math.ceil(total / PAGE_SIZE)))
-    middle = active.order_by("id").values_list("id", flat=True)[total // 2]
-    product = (active.filter(id__gte=middle).annotate(n=Count("variants", filter=Q(
-        variants__is_active=True))).filter(n__gt=1).order_by("id").first()
-        or active.order_by("id").first())
-    info = {
-        "vendor": connection.vendor, "products": total, "category": best.path if best else "",
-        "category_products": best_count, "deep_page": deep, "slug": product.slug,
-    }
-    listing = f"/api/v1/products?page_size={PAGE_SIZE}"
-    scenarios = [
-        Scenario("list page 1", listing, f"/api/v1/products?page_size={PAGE_SIZE}"),
-    ]
-    if best is not None:
-        scenarios.append(Scenario(
-            f"category {best.path}, by price",
-            f"/api/v1/products?category={best.path}&ordering=price&page_size={PAGE_SIZE}",
-            f"/api/v1/products?category={best.path}&ordering=price_min",
-        ))
-    scenarios += [
-        Scenario(f"list page {deep}", f"/api/v1/products?page={deep}&page_size={PAGE_SIZE}",
-                 f"/api/v1/products?page={deep}"),
-        Scenario("product detail", f"/api/v1/products/{product.slug}", None),
-    ]
-    # Miss scenarios: lists long enough that a measured run never comes back to a URL.
-    pages = math.ceil(total / PAGE_SIZE)
+                         "`python manage.py generate_catalog --products 100000 --seed 1` first, "
+                         "or pass --catalog 100000.")
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    deep = min(DEEP_PAGE, max(1, pages // 2))
     rng = random.Random(1)  # noqa: S311 - a fixed sample of URLs, not a secret
     all_slugs = list(active.order_by("id").values_list("slug", flat=True))
     slugs = rng.sample(all_slugs, min(MISS_URLS, len(all_slugs)))
-    categories = sorted(Category.objects.filter(is_active=True).values_list("path", flat=True))
-    filter_paths = [
-        f"/api/v1/products?category={c}&ordering={o}&min_price={m}&page={n}"
-        f"&page_size={PAGE_SIZE}"
-        for c, o, m, n in itertools.product(categories, ORDERINGS, PRICE_FLOORS, (1, 2, 3))
-    ]
-    rng.shuffle(filter_paths)
-    scenarios += [
-        Scenario("miss: page 1, each a new URL", listing, f"/api/v1/products?page_size={PAGE_SIZE}",
-                 bust=True),
-        Scenario(f"miss: pages 1..{pages} in turn",
-                 f"/api/v1/products?page={pages // 2}&page_size={PAGE_SIZE}", None,
-                 paths=[f"/api/v1/products?page={n}&page_size={PAGE_SIZE}"
-                        for n in range(1, pages + 1)]),
-        Scenario("miss: filter sets", filter_paths[0], None, paths=filter_paths),
-        Scenario("miss: product details", f"/api/v1/products/{slugs[0]}", None,
-                 paths=[f"/api/v1/products/{slug}" for slug in slugs]),
+    # Filter sets: category x price floor x ordering x pages 1-3, the pages that exist only
+    # (DRF answers 404 past the last page); one count per category, read once, here.
+    categories = list(Category.objects.filter(is_active=True).order_by("path"))
+    combos = []
+    for category in categories:
+        counts = active.filter(
+            category__tree_id=category.tree_id, category__lft__gte=category.lft,
+            category__lft__lte=category.rght,
+        ).aggregate(**{f"m{m}": Count("id", filter=Q(price_min__gte=m)) for m in PRICE_FLOORS})
+        combos += [(category.path, o, m, n) for m in PRICE_FLOORS for o in ORDERINGS
+                   for n in range(1, min(3, math.ceil(counts[f"m{m}"] / PAGE_SIZE)) + 1)]
+    rng.shuffle(combos)
+    listing = "/api/v1/products"
+    info = {"vendor": connection.vendor, "products": total, "pages": pages, "deep_page": deep,
+            "categories": len(categories), "filter_sets": len(combos)}
+    scenarios = [
+        # Page 1 again, each request made a new URL by an ignored parameter (the run's tag).
+        Scenario("list page 1", [f"{listing}?page_size={PAGE_SIZE}"],
+                 [f"{listing}?page_size={PAGE_SIZE}"], LISTING_RATIO),
+        Scenario(f"list pages {deep}..{pages} in turn",
+                 [f"{listing}?page={n}&page_size={PAGE_SIZE}" for n in range(deep, pages + 1)],
+                 [f"{listing}?page={n}" for n in range(deep, pages + 1)], LISTING_RATIO),
+        Scenario("filter sets",
+                 [f"{listing}?category={c}&ordering={o}&min_price={m}&page={n}"
+                  f"&page_size={PAGE_SIZE}" for c, o, m, n in combos],
+                 [f"{listing}?category={c}&ordering={ORDERINGS[o]}&min_price={m}&page={n}"
+                  for c, o, m, n in combos], LISTING_RATIO),
+        Scenario("product detail", [f"{listing}/{slug}" for slug in slugs],
+                 [f"{listing}/{slug}" for slug in slugs], DETAIL_RATIO, listing=False),
     ]
     return scenarios, info
-
-
-def count_queries_in_child(settings_module: str, paths: list[str], data_dir: Path) -> dict:
-    """Queries and status of one request per path, in a fresh process, cachalot disabled and
-    the response cache off."""
-    result = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, __file__, "--count-queries", *paths],
-        env=bench_env(data_dir, settings_module, cache_off=True), capture_output=True, text=True,
-        timeout=600, check=False,
-    )
-    if result.returncode:
-        print(result.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"counting queries with {settings_module} failed")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def count_queries(paths: list[str]) -> None:
-    """The child's side: prints {path: [status, queries, bytes]} as one JSON line."""
-    import django
-
-    django.setup()
-    from cachalot.api import cachalot_disabled
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.get(paths[0])  # first request: URLconf, schema and connection setup
-    out = {}
-    with cachalot_disabled():
-        for path in paths:
-            with CaptureQueriesContext(connection) as ctx:
-                response = client.get(path)
-            out[path] = [response.status_code, len(ctx.captured_queries), len(response.content)]
-    print(json.dumps(out))
 
 
 # --- Serving and loading ----------------------------------------------------------------------
 
 
 class Server:
-    def __init__(self, settings_module: str, data_dir: Path, log_path: Path, *,
-                 cache_off: bool = False) -> None:
+    """gunicorn as deployed (``deploy/gunicorn.conf.py``) on a free loopback port; ``env`` from
+    ``bench_env`` (its port is set here)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, label: str = "") -> None:
         self.port = free_port()
+        self.label = label
         self.log = log_path.open("w")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter
             [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
              "--bind", f"127.0.0.1:{self.port}", "backoffice.wsgi"],
-            cwd=ROOT, env=bench_env(data_dir, settings_module, self.port, cache_off=cache_off),
+            cwd=ROOT, env={**env, "PORT": str(self.port)},
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -360,11 +357,13 @@ def _ms(text: str) -> float:
 
 
 LUA = r"""
--- Written by benchmarks/api_bench.py. Counts X-Cache outcomes and Server-Timing queries of every
--- response; with a path list, each request takes the next path (threads interleave).
+-- Written by benchmarks/api_bench.py. Each request takes the next path of the list from this
+-- run's starting point (threads interleave) and carries the run's tag, so no URL is asked twice
+-- in a benchmark; counts X-Cache outcomes and the Server-Timing queries and database time of
+-- every response.
 local paths = {%(paths)s}
-local suffix = %(suffix)s
-local bust = %(bust)s
+local start = %(start)d
+local tag = %(tag)s
 local threads = {}
 
 function setup(thread)
@@ -375,67 +374,62 @@ end
 function init(args)
   nthreads = tonumber(args[1])
   counter = 0
-  responses, hits, misses, queries, timed = 0, 0, 0, 0, 0
+  responses, hits, queries, timed, db_us = 0, 0, 0, 0, 0
 end
 
-if #paths > 0 or bust then
-  request = function()
-    local n = index + counter * nthreads
-    counter = counter + 1
-    local path
-    if bust then
-      path = wrk.path .. "&_bust=" .. suffix .. "-" .. n
-    else
-      path = paths[(n %% #paths) + 1] .. suffix
-    end
-    return wrk.format("GET", path)
-  end
+request = function()
+  local n = start + index + counter * nthreads
+  counter = counter + 1
+  local path = paths[(n %% #paths) + 1]
+  local sep = "?"
+  if string.find(path, "?", 1, true) then sep = "&" end
+  path = path .. sep .. "_run=" .. tag .. "-" .. n
+  return wrk.format("GET", path)
 end
 
 function response(status, headers, body)
   responses = responses + 1
   local outcome = headers["X-Cache"] or headers["x-cache"]
-  if outcome == "hit" then hits = hits + 1 elseif outcome == "miss" then misses = misses + 1 end
+  if outcome == "hit" then hits = hits + 1 end
   local timing = headers["Server-Timing"] or headers["server-timing"]
   if timing then
     local q = string.match(timing, 'desc="(%%d+) queries"')
-    if q then queries = queries + tonumber(q); timed = timed + 1 end
+    local db = string.match(timing, "db;dur=([%%d.]+)")
+    if q then
+      queries = queries + tonumber(q); timed = timed + 1
+      if db then db_us = db_us + math.floor(tonumber(db) * 1000) end
+    end
   end
 end
 
 function done(summary, latency, requests)
-  local r, h, m, q, t = 0, 0, 0, 0, 0
+  local r, h, q, t, d = 0, 0, 0, 0, 0
   for _, thread in ipairs(threads) do
-    r = r + thread:get("responses"); h = h + thread:get("hits"); m = m + thread:get("misses")
-    q = q + thread:get("queries"); t = t + thread:get("timed")
+    r = r + thread:get("responses"); h = h + thread:get("hits")
+    q = q + thread:get("queries"); t = t + thread:get("timed"); d = d + thread:get("db_us")
   end
-  io.write(string.format("STATS responses=%%d hits=%%d misses=%%d queries=%%d timed=%%d\n",
-                         r, h, m, q, t))
+  io.write(string.format("STATS responses=%%d hits=%%d queries=%%d timed=%%d db_us=%%d\n",
+                         r, h, q, t, d))
 end
 """
 
+# With a single path (page 1) every request is the same page made a new URL by its tag; with a
+# list, a run asks a page twice only when it makes more requests than the list holds (printed).
 
-def lua_script(path: Path, scenario: Scenario | None, *, warmup: bool) -> Path:
-    """The wrk script for one run; the warm-up's URLs never repeat the measured run's."""
-    paths = scenario.paths if scenario is not None and scenario.paths else []
-    suffix = ("&_warmup=1" if paths else "w") if warmup else ("" if paths else "m")
+
+def lua_script(path: Path, paths: list[str], start: int, tag: str) -> Path:
     path.write_text(LUA % {
         "paths": ", ".join(json.dumps(p) for p in paths),
-        "suffix": json.dumps(suffix),
-        "bust": "true" if scenario is not None and scenario.bust else "false",
+        "start": start,
+        "tag": json.dumps(tag),
     })
     return path
 
 
-def run_wrk(url: str, seconds: int, connections: int, threads: int,
-            script: Path | None = None) -> Load:
+def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path) -> Load:
     command = [shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{connections}",
-               f"-d{seconds}s", "--timeout", "10s", "--latency"]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(url)
-    if script is not None:
-        command += ["--", str(threads)]
+               f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url,
+               "--", str(threads)]
     result = subprocess.run(  # noqa: S603 - wrk from PATH, our arguments
         command, capture_output=True, text=True, timeout=seconds + 60, check=False,
     )
@@ -457,177 +451,179 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int,
     if sock:
         problems.append("socket errors:" + sock[1].strip())
     total = re.search(r"(\d+) requests in", out)
-    load.extra["requests"] = int(total[1]) if total else 0
-    stats = re.search(r"STATS responses=(\d+) hits=(\d+) misses=(\d+) queries=(\d+) "
-                      r"timed=(\d+)", out)
+    load.requests = int(total[1]) if total else 0
+    stats = re.search(r"STATS responses=(\d+) hits=(\d+) queries=(\d+) timed=(\d+) "
+                      r"db_us=(\d+)", out)
     if stats:
         load.responses, load.hits = int(stats[1]), int(stats[2])
-        load.queries_run = int(stats[4]) if int(stats[5]) == load.responses else None
+        timed = int(stats[4])
+        if timed and timed == load.responses:
+            load.queries = int(stats[3]) / timed
+            load.db_ms = int(stats[5]) / 1000 / timed
     load.errors = "; ".join(problems)
     return load
 
 
-def server_timing(headers: dict) -> tuple[int | None, str]:
-    value = headers.get("Server-Timing", "")
-    queries = re.search(r'desc="(\d+) queries"', value)
-    db = re.search(r"db;dur=([\d.]+)", value)
-    total = re.search(r"total;dur=([\d.]+)", value)
-    durations = (f"db {float(db[1]):.1f} ms / total {float(total[1]):.1f} ms"
-                 if db and total else "")
-    return (int(queries[1]) if queries else None), durations
+class Runner:
+    """Loads scenarios on servers, each wrk run with its own tag and starting point."""
 
+    def __init__(self, data_dir: Path, args: argparse.Namespace) -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.scripts = data_dir / "wrk"
+        self.scripts.mkdir(exist_ok=True)
+        self.runs = 0
 
-def benchmark_server(label: str, settings_module: str, runs: list[tuple[str, Scenario]],
-                     data_dir: Path, args: argparse.Namespace, *,
-                     cache_off: bool = False) -> dict[str, Load]:
-    """Load each (path, scenario) in turn; results by scenario name."""
-    log_path = data_dir / f"gunicorn-{label}.log"
-    server = Server(settings_module, data_dir, log_path, cache_off=cache_off)
-    results: dict[str, Load] = {}
-    try:
-        server.wait_ready(runs[0][0])
-        print(f"{label}: gunicorn on 127.0.0.1:{server.port} (2 sync workers, {settings_module}"
-              f"{', response cache off' if cache_off else ''})", flush=True)
-        for path, scenario in runs:
-            status, _headers, body = server.get(path)
-            if status != 200:
-                raise SystemExit(f"{label}: {path} answered {status}: {body[:300]!r}")
-            scripts = data_dir / "wrk"
-            scripts.mkdir(exist_ok=True)
-            run_wrk(server.url(path), args.warmup, args.connections, args.threads,
-                    lua_script(scripts / "warmup.lua", scenario, warmup=True))
-            cpu_before, machine_before = process_tree_cpu(server.process.pid), machine_cpu()
-            wrk_before = children_cpu()
-            restarts = server.restarts()
-            load = run_wrk(server.url(path), args.duration, args.connections, args.threads,
-                           lua_script(scripts / "run.lua", scenario, warmup=False))
-            cpu_after, machine_after = process_tree_cpu(server.process.pid), machine_cpu()
-            wrk_cpu = children_cpu() - wrk_before
-            load.extra["restarts"] = server.restarts() - restarts
-            done = load.extra.get("requests") or 0
-            if done:
-                load.cpu_ms = (cpu_after - cpu_before) * 1000 / done
-            if machine_after[1] > machine_before[1]:
-                total = machine_after[1] - machine_before[1]
-                busy = machine_after[0] - machine_before[0]
-                load.machine_busy = busy / total
-                ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-                ours_ticks = (cpu_after - cpu_before + wrk_cpu) * ticks
-                load.other_cpu = max(0.0, busy - ours_ticks) / total
-            probe = path if not scenario.miss else (
-                (scenario.paths[-1] if scenario.paths else path) + "&_probe=1"
-                if "?" in (scenario.paths[-1] if scenario.paths else path)
-                else (scenario.paths[-1] if scenario.paths else path) + "?_probe=1")
-            _status, headers, body = server.get(probe)
-            load.queries_warm, load.server_ms = server_timing(headers)
-            load.extra["bytes"] = len(body)
-            load.extra["probe_cache"] = headers.get("X-Cache", "-")
-            results[scenario.name] = load
-            share = f"{load.hits / load.responses:.0%} hits" if load.responses else "hits ?"
-            per = (f"{load.queries_run / load.responses:.2f} queries/response"
-                   if load.responses and load.queries_run is not None else "queries ?")
-            print(f"  {scenario.name}: {path[:70]}{'...' if len(path) > 70 else ''}\n"
-                  f"    {load.requests_per_s:.1f} req/s, p50 {load.p50_ms:.1f} ms, "
-                  f"p99 {load.p99_ms:.1f} ms, {share}, {per} over the run; "
-                  f"{'probe' if scenario.miss else 'warm'} request "
-                  f"({load.extra['probe_cache']}) {load.queries_warm} queries "
-                  f"({load.server_ms}), {len(body) / 1024:.1f} KiB; gunicorn CPU "
-                  f"{load.cpu_ms:.1f} ms/request, machine CPUs {load.machine_busy:.0%} busy "
-                  f"({load.other_cpu:.0%} by neither gunicorn nor wrk), "
-                  f"{load.extra['restarts']} worker restarts"
-                  + (f"  [{load.errors}]" if load.errors else ""), flush=True)
-    finally:
-        server.stop()
-    return results
+    def load(self, server: Server, paths: list[str], label: str, spread: int = 1) -> Load:
+        """A warm-up then a measured run of ``paths`` on ``server``. ``spread``: how many runs
+        share this list (each starts at its own share of it)."""
+        args = self.args
+        share = max(1, len(paths) // max(1, spread))
+        status, _headers, body = server.get(paths[0] + ("&" if "?" in paths[0] else "?")
+                                            + "_run=check")
+        if status != 200:
+            raise SystemExit(f"{server.label}: {paths[0]} answered {status}: {body[:300]!r}")
+        self.runs += 1
+        warm = self.scripts / f"warm-{self.runs}.lua"
+        run_wrk(server.url(paths[0]), args.warmup, args.connections, args.threads,
+                lua_script(warm, paths, (self.runs * share) % len(paths), f"w{self.runs}"))
+        self.runs += 1
+        script = lua_script(self.scripts / f"run-{self.runs}.lua", paths,
+                            (self.runs * share) % len(paths), f"m{self.runs}")
+        cpu_before, machine_before = process_tree_cpu(server.process.pid), machine_cpu()
+        wrk_before = children_cpu()
+        restarts = server.restarts()
+        load = run_wrk(server.url(paths[0]), args.duration, args.connections, args.threads,
+                       script)
+        cpu_after, machine_after = process_tree_cpu(server.process.pid), machine_cpu()
+        wrk_cpu = children_cpu() - wrk_before
+        if len(paths) > 1:
+            load.repeats = max(0, load.requests - len(paths))
+        load.extra["restarts"] = server.restarts() - restarts
+        if load.requests:
+            load.cpu_ms = (cpu_after - cpu_before) * 1000 / load.requests
+        if machine_after[1] > machine_before[1]:
+            total = machine_after[1] - machine_before[1]
+            busy = machine_after[0] - machine_before[0]
+            load.machine_busy = busy / total
+            ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+            load.other_cpu = max(0.0, busy - (cpu_after - cpu_before + wrk_cpu) * ticks) / total
+        print(f"  {server.label:<5} {label:<34} {load.requests_per_s:8.1f} req/s  p50 "
+              f"{load.p50_ms:7.1f} ms  p99 {load.p99_ms:7.1f} ms  {_num(load.queries, 1)} "
+              f"queries  db {_num(load.db_ms, 1)} ms  CPU {load.cpu_ms:5.1f} ms/request  "
+              f"hits {_share(load)}  other {load.other_cpu:.0%}  load {loadavg()}"
+              + (f"  {load.repeats} pages asked twice (a new URL each)" if load.repeats else "")
+              + (f"  {load.extra['restarts']} worker restarts" if load.extra["restarts"] else "")
+              + (f"  [{load.errors}]" if load.errors else ""), flush=True)
+        return load
 
 
 # --- Report -----------------------------------------------------------------------------------
 
 
-def _q(load: Load | None) -> str:
-    if load is None:
-        return "-"
-    uncached = "?" if load.queries_uncached is None else str(load.queries_uncached)
-    run = ("?" if load.queries_run is None or not load.responses
-           else f"{load.queries_run / load.responses:.2f}")
-    return f"{uncached} ({run})"
+def _num(value: float | None, digits: int) -> str:
+    return "?" if value is None else f"{value:.{digits}f}"
 
 
-def _hits(load: Load | None) -> str:
-    if load is None or not load.responses:
-        return "-"
-    return f"{load.hits / load.responses:.0%}"
+def _share(load: Load) -> str:
+    return f"{load.hits / load.responses:.0%}" if load.responses else "?"
 
 
-def print_table(scenarios: list[Scenario], ours: dict[str, Load], drf: dict[str, Load]) -> None:
-    header = (f"{'scenario':<32} {'ours req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'hits':>5} "
-              f"{'queries':>11} {'other':>5} | {'DRF req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'queries':>12} | {'ratio':>6}")
+def _median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Summary:
+    """A scenario's medians over the rounds, ours and the baseline's."""
+    ours: dict
+    drf: dict
+    ratio: float | None
+    ratios: list[float]
+    errors: list[str]
+
+
+def summarize(ours: list[Load], drf: list[Load]) -> Summary:
+    def medians(loads: list[Load]) -> dict:
+        return {name: _median([getattr(load, name) for load in loads])
+                for name in ("requests_per_s", "p50_ms", "p99_ms", "queries", "db_ms",
+                             "cpu_ms", "other_cpu")}
+
+    ratios = [a.requests_per_s / b.requests_per_s for a, b in zip(ours, drf, strict=False)
+              if b.requests_per_s]
+    errors = [f"{side}: {load.errors}" for side, loads in (("ours", ours), ("DRF", drf))
+              for load in loads if load.errors]
+    return Summary(medians(ours), medians(drf) if drf else {}, _median(ratios), ratios, errors)
+
+
+def print_table(scenarios: list[Scenario], summaries: dict[str, Summary]) -> None:
+    header = (f"{'scenario (database path)':<30} {'ours req/s':>10} {'p50':>6} {'p99':>6} "
+              f"{'q':>4} {'db ms':>5} {'CPU':>5} | {'DRF req/s':>9} {'p50':>6} {'p99':>6} "
+              f"{'q':>5} {'db ms':>5} {'CPU':>5} | {'ratio':>6}")
     print()
     print(header)
     print("-" * len(header))
     for scenario in scenarios:
-        mine = ours.get(scenario.name)
-        theirs = drf.get(scenario.drf) if scenario.drf else None
-        ratio = (f"{mine.requests_per_s / theirs.requests_per_s:5.1f}x"
-                 if mine and theirs and theirs.requests_per_s else "-")
-        left = (f"{mine.requests_per_s:>10.1f} {mine.p50_ms:>7.1f} {mine.p99_ms:>7.1f} "
-                f"{_hits(mine):>5} {_q(mine):>11} {mine.other_cpu:>5.0%}" if mine
-                else f"{'-':>10} {'-':>7} {'-':>7} {'-':>5} {'-':>11} {'-':>5}")
-        right = (f"{theirs.requests_per_s:>9.1f} {theirs.p50_ms:>7.1f} {theirs.p99_ms:>7.1f} "
-                 f"{_q(theirs):>12}" if theirs else f"{'-':>9} {'-':>7} {'-':>7} {'-':>12}")
-        print(f"{scenario.name[:32]:<32} {left} | {right} | {ratio:>6}")
-    print("hits: responses served from the storefront response cache (X-Cache) over the measured "
-          "run.\nqueries: per request with nothing cached (in-process, cachalot disabled, "
-          "response cache off), and in brackets the average the server sent to the database "
-          "per response over the measured run (Server-Timing).\nother: share of the machine's "
-          "CPU used by neither gunicorn nor wrk during the run (PostgreSQL, and anything else "
-          "running: a disturbed run shows it).\nratio: ours / DRF; a miss of "
-          "page 1 is compared with DRF's page 1 (which caches nothing).")
+        s = summaries[scenario.name]
+        o, d = s.ours, s.drf
+        left = (f"{o['requests_per_s']:>10.1f} {o['p50_ms']:>6.1f} {o['p99_ms']:>6.1f} "
+                f"{_num(o['queries'], 1):>4} {_num(o['db_ms'], 1):>5} {o['cpu_ms']:>5.1f}")
+        right = (f"{d['requests_per_s']:>9.1f} {d['p50_ms']:>6.1f} {d['p99_ms']:>6.1f} "
+                 f"{_num(d['queries'], 1):>5} {_num(d['db_ms'], 1):>5} {d['cpu_ms']:>5.1f}"
+                 if d else f"{'-':>9} {'-':>6} {'-':>6} {'-':>5} {'-':>5} {'-':>5}")
+        ratio = f"{s.ratio:5.1f}x" if s.ratio is not None else "-"
+        print(f"{scenario.name[:30]:<30} {left} | {right} | {ratio:>6}")
+    print("Medians over the rounds. p50, p99 in ms (wrk, corrected for stalls); q: queries and db "
+          "ms: database time per response\n(Server-Timing, every response); CPU: gunicorn CPU ms "
+          "per request; ratio: ours / DRF req/s, per round, median.\nBoth servers: gunicorn, 2 "
+          "sync workers, DEBUG=0, cachalot off; ours with the response cache off (no cached "
+          "counts).")
 
 
-def verdict(scenarios: list[Scenario], ours: dict[str, Load], drf: dict[str, Load]) -> None:
-    page1 = ours.get(scenarios[0].name)
-    if page1 is None:
-        return
+def verdicts(scenarios: list[Scenario], summaries: dict[str, Summary]) -> list[tuple]:
+    page1 = summaries[scenarios[0].name].ours
+    deep = summaries[scenarios[1].name].ours
     checks = [
-        ("page 1 >= 300 req/s", page1.requests_per_s >= 300, f"{page1.requests_per_s:.0f}"),
-        ("page 1 p99 < 60 ms", page1.p99_ms < 60, f"{page1.p99_ms:.1f} ms"),
+        ("list page 1 >= 300 req/s", page1["requests_per_s"] >= 300,
+         f"{page1['requests_per_s']:.1f} req/s"),
+        ("list page 1 p99 < 60 ms", page1["p99_ms"] < 60, f"{page1['p99_ms']:.1f} ms"),
     ]
-    deep = next((ours.get(s.name) for s in scenarios if s.name.startswith("list page ")
-                 and s.name != "list page 1"), None)
-    if deep is not None and page1.requests_per_s:
-        share = deep.requests_per_s / page1.requests_per_s
-        checks.append(("deep page as fast as page 1 (>= 90%)", share >= 0.9, f"{share:.0%}"))
+    if page1["requests_per_s"]:
+        share = deep["requests_per_s"] / page1["requests_per_s"]
+        checks.append(("deep pages within 10% of page 1", share >= 0.9,
+                       f"{share:.0%} of page 1's req/s"))
     for scenario in scenarios:
-        load = ours.get(scenario.name)
-        if load is not None and load.queries_uncached is not None:
-            checks.append((f"{scenario.name}: <= 4 queries", load.queries_uncached <= 4,
-                           str(load.queries_uncached)))
-        theirs = drf.get(scenario.drf) if scenario.drf else None
-        if load and theirs and theirs.requests_per_s:
-            ratio = load.requests_per_s / theirs.requests_per_s
-            checks.append((f"{scenario.name}: >= 5x DRF", ratio >= 5, f"{ratio:.1f}x"))
-    print()
-    for name, ok, value in checks:
-        print(f"  {'ok  ' if ok else 'MISS'}  {name}: {value}")
+        s = summaries[scenario.name]
+        if scenario.listing:
+            q = s.ours["queries"]
+            checks.append((f"{scenario.name}: <= 4 queries", q is not None and q <= 4,
+                           f"{_num(q, 2)} per response"))
+        if s.ratio is not None:
+            rounds = ", ".join(f"{r:.1f}x" for r in s.ratios)
+            checks.append((f"{scenario.name}: >= {scenario.ratio:.0f}x DRF",
+                           s.ratio >= scenario.ratio, f"{s.ratio:.1f}x (rounds: {rounds})"))
+        if s.errors:
+            checks.append((f"{scenario.name}: no errors", False, "; ".join(s.errors)))
+    return checks
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901, PLR0912, PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=15, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per scenario")
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per run")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of every scenario on ours and DRF, alternating")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--catalog", type=int, metavar="N",
+                        help="make a fresh bench_api_<pid> database with N products (dropped)")
     parser.add_argument("--skip-baseline", action="store_true", help="don't run the DRF listing")
-    parser.add_argument("--cache-off", action="store_true",
-                        help="serve ours with the response cache off (STOREFRONT_CACHE_TIMEOUT=0)")
-    parser.add_argument("--count-queries", nargs="+", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-cache-hit", action="store_true",
+                        help="don't print the cache-hit figure (never a verdict anyway)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal fails")
     args = parser.parse_args()
 
-    if args.count_queries:
-        count_queries(args.count_queries)
-        return
     if not shutil.which("wrk"):
         print("wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or "
               "`brew install wrk` (macOS), then run this again.", file=sys.stderr)
@@ -640,10 +636,21 @@ def main() -> None:
             print("The DRF baseline needs the bench extra: pip install -e '.[bench]' "
                   "(make bench-api does it), or pass --skip-baseline.", file=sys.stderr)
             sys.exit(2)
+    admin_url = os.environ.get("DATABASE_URL", "")
+    made = None
+    if args.catalog:
+        if not admin_url.startswith("postgres"):
+            raise SystemExit("--catalog needs DATABASE_URL=postgres://... (the server to use)")
+        made = make_catalog(admin_url, args.catalog)
+        os.environ["DATABASE_URL"] = made
 
     data_dir = Path(tempfile.mkdtemp(prefix="api-bench-"))
+    for name in ("ours", "drf", "hit"):
+        (data_dir / name).mkdir()
+    servers: list[Server] = []
+    failed = False
     try:
-        os.environ.update(bench_env(data_dir, OURS_SETTINGS))
+        os.environ.update(bench_env(data_dir, OURS_SETTINGS))  # this process only reads
         import django
 
         django.setup()
@@ -654,43 +661,88 @@ def main() -> None:
         connections.close_all()
         database = settings.DATABASES["default"]
         print(f"database: {info['vendor']} {database.get('NAME')} on "
-              f"{database.get('HOST') or 'a local file'}, {info['products']} published products; "
-              f"category {info['category']!r} holds {info['category_products']}; deep page "
-              f"{info['deep_page']}; detail {info['slug']!r}")
+              f"{database.get('HOST') or 'a local file'}, {info['products']} published products "
+              f"({info['pages']} pages of {PAGE_SIZE}), {info['categories']} categories, "
+              f"{info['filter_sets']} filter-set URLs")
         if info["vendor"] != "postgresql":
             print("note: the budget is measured on PostgreSQL (set DATABASE_URL)")
-        print(f"cachalot: {'on' if settings.CACHALOT_ENABLED else 'off'} (default config, "
-              f"a fresh {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}); "
-              f"response cache: "
-              f"{'off' if args.cache_off else f'{settings.STOREFRONT_CACHE_TIMEOUT} s'}; "
-              f"wrk: {args.connections} connections, {args.threads} threads, {args.warmup} s "
-              f"warm-up + {args.duration} s per scenario; CPUs: {os.cpu_count()}")
+        print(f"database path: ours with STOREFRONT_CACHE_TIMEOUT=0 (no response cache, no "
+              f"cached counts) and CACHALOT_ENABLED=0; DRF with CACHALOT_ENABLED=0; gunicorn, 2 "
+              f"sync workers, DEBUG=0; every URL asked once. wrk: {args.connections} "
+              f"connections, {args.threads} threads, {args.warmup} s warm-up + {args.duration} s "
+              f"per run, {args.rounds} rounds alternating; CPUs: {os.cpu_count()}")
         print(f"load average before: {loadavg()}", flush=True)
 
-        ours_runs = [(s.ours, s) for s in scenarios]
-        drf_runs = list({s.drf: (s.drf, Scenario(s.drf, s.drf, None))
-                         for s in scenarios if s.drf}.values())
-        counted = count_queries_in_child(OURS_SETTINGS, [p for p, _ in ours_runs], data_dir)
-        for path, (status, _n, _size) in counted.items():
-            if status != 200:
-                raise SystemExit(f"{path} answered {status} in-process")
-        ours = benchmark_server("ours", OURS_SETTINGS, ours_runs, data_dir, args,
-                                cache_off=args.cache_off)
-        for scenario in scenarios:
-            if scenario.name in ours:
-                ours[scenario.name].queries_uncached = counted[scenario.ours][1]
-        print(f"load average after ours: {loadavg()}", flush=True)
-        drf: dict[str, Load] = {}
+        runner = Runner(data_dir, args)
+        ours = Server(database_path_env(data_dir / "ours", OURS_SETTINGS),
+                      data_dir / "gunicorn-ours.log", "ours")
+        servers.append(ours)
+        drf = None
         if not args.skip_baseline:
-            counted = count_queries_in_child(DRF_SETTINGS, [p for p, _ in drf_runs], data_dir)
-            drf = benchmark_server("drf", DRF_SETTINGS, drf_runs, data_dir, args)
-            for path, load in drf.items():
-                load.queries_uncached = counted[path][1]
-            print(f"load average after DRF: {loadavg()}", flush=True)
-        print_table(scenarios, ours, drf)
-        verdict(scenarios, ours, drf)
+            drf = Server(database_path_env(data_dir / "drf", DRF_SETTINGS),
+                         data_dir / "gunicorn-drf.log", "DRF")
+            servers.append(drf)
+        for server in servers:
+            server.wait_ready("/api/v1/products?page_size=1&_run=ready")
+        results: dict[str, tuple[list[Load], list[Load]]] = {s.name: ([], []) for s in scenarios}
+        spread = 2 * args.rounds * len(servers)  # runs that walk each list
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no} (load average {loadavg()})", flush=True)
+            for scenario in scenarios:
+                order = [ours, drf] if drf is not None else [ours]
+                if round_no % 2 == 0:
+                    order.reverse()
+                for server in order:
+                    paths = scenario.ours if server is ours else scenario.drf
+                    load = runner.load(server, paths, scenario.name, spread)
+                    results[scenario.name][0 if server is ours else 1].append(load)
+        for server in servers:
+            server.stop()
+        print(f"load average after the rounds: {loadavg()}", flush=True)
+        summaries = {name: summarize(*loads) for name, loads in results.items()}
+        print_table(scenarios, summaries)
+        print(f"\nverdicts (database path; load average {loadavg()}, {os.cpu_count()} CPUs):")
+        for name, ok, value in verdicts(scenarios, summaries):
+            failed = failed or not ok
+            print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
+
+        if not args.skip_cache_hit:
+            hit_env = bench_env(data_dir / "hit", OURS_SETTINGS, cachalot=True)
+            hit_env.pop("STOREFRONT_CACHE_TIMEOUT", None)  # the default: on
+            hit = Server(hit_env, data_dir / "gunicorn-hit.log", "ours")
+            servers.append(hit)
+            hit.wait_ready("/api/v1/products?page_size=1")
+            page1 = f"/api/v1/products?page_size={PAGE_SIZE}"
+            # The same URL every time: a Lua list of one path, run tag left off.
+            load = run_wrk(hit.url(page1), args.warmup, args.connections, args.threads,
+                           _same_url_script(data_dir))
+            load = run_wrk(hit.url(page1), args.duration, args.connections, args.threads,
+                           _same_url_script(data_dir))
+            hit.stop()
+            print(f"\ncache hit (not a verdict): page 1, one URL again and again, response "
+                  f"cache and cachalot on as by default: {load.requests_per_s:.1f} req/s, p50 "
+                  f"{load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, {_share(load)} hits, "
+                  f"{_num(load.queries, 2)} queries per response (load average {loadavg()})")
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+        if made:
+            from django.db import connections
+
+            connections.close_all()
+            drop_database(admin_url, made)
+    if failed and args.strict:
+        sys.exit(1)
+
+
+def _same_url_script(data_dir: Path) -> Path:
+    """The Lua statistics without the run tag: the cache-hit figure asks one URL only."""
+    script = LUA.replace('path = path .. sep .. "_run=" .. tag .. "-" .. n', "")
+    path = data_dir / "wrk" / "same-url.lua"
+    path.write_text(script % {"paths": json.dumps(f"/api/v1/products?page_size={PAGE_SIZE}"),
+                              "start": 0, "tag": '""'})
+    return path
 
 
 if __name__ == "__main__":

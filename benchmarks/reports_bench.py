@@ -17,14 +17,14 @@ What it does:
    lines, 1 to 10 days later); recent orders open (to fulfil, awaiting payment, some whose
    payment failed, parcels on the road for too long);
 2. builds the rollup from nothing (``rebuild_days`` over every day: what the hourly job does on
-   its first run), timed;
-3. requests the dashboard and each report page (default range: the last 30 days; the sales and
-   product reports over a year too, and the CSV and XLSX exports) through Django's test client
-   as a superuser, cachalot off (the database path), after one warm-up each; prints, per page,
-   the queries (CaptureQueriesContext), the database time (the ``Server-Timing`` header's
-   ``db`` entry, from ``backoffice.observability``) and the response time, median of
-   ``--repeat`` requests, against the budget (DESIGN.md): at most 12 queries and under 300 ms of
-   database time a page.
+   its first run, the days' rows and the complete months'), timed;
+3. requests the dashboard and each report page (default range: the last 30 days; the sales
+   report and the four breakdowns over a year too, and the CSV and XLSX exports) through
+   Django's test client as a superuser, cachalot off (the database path), after one warm-up
+   each; prints, per page, the queries (CaptureQueriesContext), the database time (the
+   ``Server-Timing`` header's ``db`` entry, from ``backoffice.observability``) and the response
+   time, median of ``--repeat`` requests, against the budget (DESIGN.md): at most 12 queries
+   and under 300 ms of database time a page.
 
 It prints numbers; it is not a test (tests/test_reports.py is). It exits non-zero when a page
 breaks the budget or answers other than 200.
@@ -324,7 +324,7 @@ def build(args: argparse.Namespace) -> None:
     """The catalog, the orders and the rollup (from nothing), each timed."""
     from backoffice.catalog.demo import generate_catalog
     from backoffice.reports import rollup
-    from backoffice.reports.models import DailyBreakdown, DailySales
+    from backoffice.reports.models import DailyBreakdown, DailySales, MonthlyBreakdown
 
     started = time.perf_counter()
     catalog = generate_catalog(args.products, args.seed)
@@ -345,7 +345,8 @@ def build(args: argparse.Namespace) -> None:
 
     print(f"rollup: {written} days built from nothing in {built:.1f} s "
           f"({DailySales.objects.count()} daily rows, "
-          f"{DailyBreakdown.objects.count()} breakdown rows); ", end="", flush=True)
+          f"{DailyBreakdown.objects.count()} breakdown rows, "
+          f"{MonthlyBreakdown.objects.count()} monthly breakdown rows); ", end="", flush=True)
     started = time.perf_counter()
     again = rollup.refresh_rollup()
     print(f"an hourly run right after: {again} in {time.perf_counter() - started:.2f} s",

@@ -2,10 +2,13 @@
 dashboard and the reports never add up a year of orders.
 
 A day is the store's day (``settings.TIME_ZONE``). ``DailySales`` holds a day's totals per
-currency, ``DailyBreakdown`` the same day cut by product, category, payment provider and coupon.
-Both are written only by ``backoffice.reports.rollup`` (``rebuild_days``), which recomputes a day
-from the orders and replaces its rows; readers take the rollup for the days it covers and
-compute the rest (today, and any day not yet counted) live (``backoffice.reports.selectors``).
+currency, ``DailyBreakdown`` the same day cut by product, category, payment provider and coupon,
+``MonthlyBreakdown`` the sum of a whole month's ``DailyBreakdown`` rows (so that a year by
+product reads twelve months, not 365 days) and ``MonthlyBreakdownTotal`` those summed over every
+key. All are written only by ``backoffice.reports.rollup`` (``rebuild_days``), which recomputes
+a day from the orders and replaces its rows, then its month's from the days; readers take the
+rollup for the days it covers and compute the rest (today, and any day not yet counted) live
+(``backoffice.reports.selectors``).
 
 How sales are counted (the one definition, also in docs/reports.md):
 
@@ -110,3 +113,58 @@ class DailyBreakdown(_Figures):
 
     def __str__(self) -> str:
         return f"{self.day} {self.dimension} {self.key}"
+
+
+class MonthlyBreakdown(_Figures):
+    """A whole month's ``DailyBreakdown`` rows added up: one row per month, currency,
+    dimension and key, with the same figures (``orders`` adds up the days' counts, as a range of
+    days does) and the greatest of the days' labels (as a range of days takes it).
+
+    Kept by the rollup for **complete months** only, those whose last day has been counted (the
+    latest ``DailySales`` day is on or after it): written in the transaction that counts that
+    day, and written again in the transaction that recomputes any of its days, from the daily
+    rows (``rollup.rebuild_months``), so that a month's rows are always its days' rows added
+    up. A month still under way has none; readers take its days from ``DailyBreakdown``.
+    """
+
+    month = models.DateField(_("month"), help_text=_("The month's first day."))
+    currency = models.CharField(_("currency"), max_length=3)
+    dimension = models.CharField(_("by"), max_length=10, choices=Dimension.choices)
+    key = models.CharField(_("key"), max_length=64, blank=True)
+    label = models.CharField(_("name"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("monthly sales breakdown")
+        verbose_name_plural = _("monthly sales breakdowns")
+        ordering = ["month", "dimension", "key"]
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["dimension", "month", "currency", "key"],
+                                    name="one_monthly_breakdown_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.dimension} {self.key}"
+
+
+class MonthlyBreakdownTotal(_Figures):
+    """A complete month's ``MonthlyBreakdown`` rows of one dimension and currency added up (the
+    total line of a report over whole months, without adding up 17,000 product rows a month).
+    Written with them (``rollup.rebuild_months``)."""
+
+    month = models.DateField(_("month"), help_text=_("The month's first day."))
+    currency = models.CharField(_("currency"), max_length=3)
+    dimension = models.CharField(_("by"), max_length=10, choices=Dimension.choices)
+
+    class Meta:
+        verbose_name = _("monthly sales breakdown total")
+        verbose_name_plural = _("monthly sales breakdown totals")
+        ordering = ["month", "dimension"]
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["dimension", "month", "currency"],
+                                    name="one_monthly_breakdown_total"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.dimension} total"

@@ -18,6 +18,15 @@ The job (``refresh_rollup``, scheduled hourly in ``backoffice.schedules``) recom
 
 Recomputing a day deletes its rows and writes them again in one transaction: running it twice
 changes nothing.
+
+Whole months are kept too (``MonthlyBreakdown``, and their totals per dimension in
+``MonthlyBreakdownTotal``), so that a report over a year adds up at most twelve rows a product
+instead of 365: a complete month's rows (its last day counted) are its days'
+``DailyBreakdown`` rows added up, in SQL (``rebuild_months``), in the same transaction as the
+days that change them: the days recomputed in a month that is complete, and a month whose last
+day this run counts for the first time. Days are recomputed a month at a time, so a
+month's rows are written once a run. Readers take whole months from them and the days around
+from the daily rows (``backoffice.reports.selectors``).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     CharField,
     DecimalField,
@@ -45,12 +54,19 @@ from django.utils import timezone
 from backoffice.admin_filters import start_of_day
 from backoffice.money import MONEY_FIELD_KWARGS, quantize
 from backoffice.orders.models import Order, OrderLine, Refund
-from backoffice.reports.models import DailyBreakdown, DailySales, Dimension
+from backoffice.reports.models import (
+    DailyBreakdown,
+    DailySales,
+    Dimension,
+    MonthlyBreakdown,
+    MonthlyBreakdownTotal,
+)
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
-# Days recomputed in one read of the orders (a backfill of a year reads a month at a time).
+# Days recomputed in one read of the orders and one transaction: at most a calendar month (a
+# backfill of a year reads a month at a time, and writes each month's rows once).
 CHUNK_DAYS = 31
 # An order saved in a transaction that committed after the last run started may carry an
 # ``updated_at`` a little before it: look back this much further.
@@ -64,6 +80,15 @@ def local_day(moment: dt.datetime) -> dt.date:
 
 def today() -> dt.date:
     return timezone.localdate()
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def month_end(day: dt.date) -> dt.date:
+    """The last day of ``day``'s month."""
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 # --- Figures ------------------------------------------------------------------------------------
@@ -329,11 +354,12 @@ def _rows_of(day: dt.date, currency: str, figures: DayFigures, now: dt.datetime)
     return sales, breakdowns
 
 
-def _chunks(days: list[dt.date]) -> Iterator[list[dt.date]]:
-    """Runs of consecutive days, at most ``CHUNK_DAYS`` long."""
+def _chunks(days: Iterable[dt.date]) -> Iterator[list[dt.date]]:
+    """Runs of consecutive days within one calendar month (so at most ``CHUNK_DAYS`` long)."""
     run: list[dt.date] = []
     for day in sorted(set(days)):
-        if run and (day != run[-1] + dt.timedelta(days=1) or len(run) >= CHUNK_DAYS):
+        if run and (day != run[-1] + dt.timedelta(days=1) or day.day == 1
+                    or len(run) >= CHUNK_DAYS):
             yield run
             run = []
         run.append(day)
@@ -341,16 +367,74 @@ def _chunks(days: list[dt.date]) -> Iterator[list[dt.date]]:
         yield run
 
 
+# The figures a month adds up from its days, in ``MonthlyBreakdown``'s columns.
+MONTH_SUMS = ("orders", "items", "gross", "discounts", "shipping", "refunds", "refunded_items",
+              "net")
+
+
+def rebuild_months(months: Iterable[dt.date]) -> int:
+    """Write the ``MonthlyBreakdown`` rows of ``months`` (any day of each) again from their
+    days' ``DailyBreakdown`` rows, and their ``MonthlyBreakdownTotal`` rows from those: two
+    ``INSERT ... SELECT`` a month, in the caller's transaction. Returns the number of months
+    written. The caller decides which months are complete (``rebuild_days``); a month with no
+    daily rows gets no rows."""
+    qn = connection.ops.quote_name
+    sums = ", ".join(f"SUM({qn(name)})" for name in MONTH_SUMS)
+    figures = ", ".join(qn(name) for name in MONTH_SUMS)
+    by_key = f"{qn('currency')}, {qn('dimension')}, {qn('key')}"
+    by_dimension = f"{qn('currency')}, {qn('dimension')}"
+    monthly, totals, daily = (qn(model._meta.db_table) for model in (
+        MonthlyBreakdown, MonthlyBreakdownTotal, DailyBreakdown))
+    month, day = qn("month"), qn("day")
+    # Our tables' and columns' names, quoted; the values are parameters.
+    write_keys = (f"INSERT INTO {monthly} ({month}, {by_key}, {qn('label')}, {figures}) "  # noqa: S608
+                  f"SELECT %s, {by_key}, MAX({qn('label')}), {sums} FROM {daily} "
+                  f"WHERE {day} >= %s AND {day} <= %s GROUP BY {by_key}")
+    write_totals = (f"INSERT INTO {totals} ({month}, {by_dimension}, {figures}) "  # noqa: S608
+                    f"SELECT {month}, {by_dimension}, {sums} FROM {monthly} "
+                    f"WHERE {month} = %s GROUP BY {month}, {by_dimension}")
+    adapt = connection.ops.adapt_datefield_value
+    written = 0
+    for first in sorted({month_start(day) for day in months}):
+        MonthlyBreakdownTotal.objects.filter(month=first).delete()
+        MonthlyBreakdown.objects.filter(month=first).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(write_keys, [adapt(first), adapt(first), adapt(month_end(first))])
+            cursor.execute(write_totals, [adapt(first)])
+        written += 1
+    return written
+
+
+def _months_to_write(run: list[dt.date], before: dt.date | None,
+                     through: dt.date) -> list[dt.date]:
+    """The complete months whose rows must be written after counting ``run`` (days of one
+    month), the latest counted day having gone from ``before`` to ``through``: the run's month
+    if it is complete, and every month whose last day was passed for the first time (one
+    counted in part before and never finished, when days were skipped)."""
+    months = set()
+    if month_end(run[0]) <= through:
+        months.add(month_start(run[0]))
+    if before is not None and before < through:
+        month = month_start(before)
+        while month_end(month) <= through:
+            if month_end(month) > before:
+                months.add(month)
+            month = month_end(month) + dt.timedelta(days=1)
+    return sorted(months)
+
+
 def rebuild_days(days: Iterable[dt.date], *, now: dt.datetime | None = None) -> int:
-    """Recompute ``days`` (past days) from the orders and replace their rows; returns how many
-    days were written. Each day gets at least its row of zeros in the store currency.
-    Idempotent."""
+    """Recompute ``days`` (past days) from the orders and replace their rows, then the rows of
+    the complete months they change (``rebuild_months``), a month at a time, each in one
+    transaction; returns how many days were written. Each day gets at least its row of zeros in
+    the store currency. Idempotent."""
     from django.conf import settings
 
     now = now or timezone.now()
     current = today()
     wanted = [day for day in days if day < current]
     written = 0
+    through = DailySales.objects.aggregate(last=Max("day"))["last"] if wanted else None
     for run in _chunks(wanted):
         computed = compute(run[0], run[-1])
         with transaction.atomic():
@@ -367,6 +451,8 @@ def rebuild_days(days: Iterable[dt.date], *, now: dt.datetime | None = None) -> 
                     breakdowns.extend(parts)
             DailySales.objects.bulk_create(sales, batch_size=1000)
             DailyBreakdown.objects.bulk_create(breakdowns, batch_size=2000)
+            before, through = through, max(through or run[-1], run[-1])
+            rebuild_months(_months_to_write(run, before, through))
         written += len(run)
     return written
 

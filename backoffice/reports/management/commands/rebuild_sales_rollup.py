@@ -1,5 +1,6 @@
-"""Recompute the sales rollup for a range of days (a backfill, or after fixing orders by hand).
-The hourly job keeps it up to date on its own; this is for when you know better."""
+"""Recompute the sales rollup for a range of days (a backfill, or after fixing orders by hand),
+and the complete months those days are in. The hourly job keeps it up to date on its own; this
+is for when you know better."""
 
 import datetime as dt
 import time
