@@ -60,10 +60,10 @@ ADDRESS = json.dumps({"first_name": "A", "last_name": "B", "line1": "Moi Ave 1",
 CENT = Decimal("0.01")
 
 
-def create_database(base_url: str) -> tuple[str, str]:
+def create_database(base_url: str, prefix: str = "bench_reports") -> tuple[str, str]:
     import psycopg
 
-    name = f"bench_reports_{os.getpid()}"
+    name = f"{prefix}_{os.getpid()}"
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return name, urlunparse(urlparse(base_url)._replace(path=f"/{name}"))

@@ -141,9 +141,10 @@ def _budgets(placed: list[Order]) -> dict[str, int]:
         f"{ORDERS}?payment_status=partially_refunded&status=completed": 10,
         f"{ORDERS}?status=refund_due": 10,
         f"{ORDERS}?created_at_from=2000-01-01&created_at_to=2999-12-31": 10,
-        f"{ORDERS}?q=TEE-S": 10,
-        f"{ORDERS}?q=buyer1": 10,
-        f"{ORDERS}?q=%23{full.number}": 11,  # the number is looked up first
+        # A search first looks the term up as an exact number, email, phone or line SKU.
+        f"{ORDERS}?q=TEE-S": 11,
+        f"{ORDERS}?q=buyer1": 11,
+        f"{ORDERS}?q=%23{full.number}": 11,
         change_url(full): 15,  # + its payments
         change_url(unpaid): 15,
         f"{ORDERS}{full.pk}/packing-slip/": 4,

@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Page, Paginator
 from django.db import connections, models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -39,6 +39,7 @@ from unfold.decorators import action, display
 from unfold.utils import display_for_label
 
 from backoffice.admin_access import GuardedActionsMixin
+from backoffice.admin_search import IndexedSearchMixin
 from backoffice.catalog import selectors, services
 from backoffice.catalog.forms import (
     AdjustStockForm,
@@ -340,7 +341,7 @@ class ProductImageInline(StackedInline):
 
 
 @admin.register(Product)
-class ProductAdmin(GuardedActionsMixin, ModelAdmin):
+class ProductAdmin(IndexedSearchMixin, GuardedActionsMixin, ModelAdmin):
     form = ProductAdminForm
     list_display = [
         "name", "category", "brand", "price_range", "discount", "stock_summary", "is_active",
@@ -356,6 +357,10 @@ class ProductAdmin(GuardedActionsMixin, ModelAdmin):
     ]
     list_filter_submit = True
     search_fields = ["name"]
+    # An exact SKU or barcode alone; else every word in the name, or starting a SKU
+    # (backoffice.admin_search: variants match in a subquery, so a product shows once).
+    search_exact = ["variants__sku", "variants__barcode"]
+    search_lookups = ["name__icontains", "variants__sku__istartswith"]
     search_help_text = _("A product name, or an exact SKU, SKU prefix or barcode.")
     ordering = ["-created_at", "-id"]
     list_per_page = 50
@@ -416,25 +421,6 @@ class ProductAdmin(GuardedActionsMixin, ModelAdmin):
         return render_to_string(
             "unfold/components/table.html", {"table": {"headers": headers, "rows": table_rows}}
         )
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
-        """Name contains the term, or a variant's SKU/barcode equals it (or the SKU starts with
-        it). Variants match in a subquery (``pk IN``), so a product shows once."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        # An exact SKU or barcode is answered from their indexes alone, without scanning names.
-        exact = list(
-            Variant.objects.filter(Q(sku=term) | Q(barcode=term))
-            .values_list("product_id", flat=True)
-            .distinct()[:1000]
-        )
-        if exact:
-            return queryset.filter(pk__in=exact), False
-        matching = Variant.objects.filter(
-            Q(sku=term) | Q(barcode=term) | Q(sku__startswith=term)
-        ).values("product_id")
-        return queryset.filter(Q(name__icontains=term) | Q(pk__in=matching)), False
 
     # Not sortable: ordering 100k products by a per-product aggregate takes seconds.
     @display(description=_("price"))
@@ -586,7 +572,7 @@ class StockInline(TabularInline):
 
 
 @admin.register(Variant)
-class VariantAdmin(GuardedActionsMixin, ModelAdmin):
+class VariantAdmin(IndexedSearchMixin, GuardedActionsMixin, ModelAdmin):
     form = VariantForm
     list_display = [
         "sku", "product_link", "name", "price_display", "compare_at_display", "discount",
@@ -599,7 +585,11 @@ class VariantAdmin(GuardedActionsMixin, ModelAdmin):
     ]
     list_filter_submit = True
     search_fields = ["sku", "barcode", "product__name"]
-    search_help_text = _("SKU, barcode or product name.")
+    # An exact SKU or barcode alone; else every word in the SKU or the product's name, or
+    # starting the barcode (backoffice.admin_search).
+    search_exact = ["sku", "barcode"]
+    search_lookups = ["sku__icontains", "barcode__startswith", "product__name__icontains"]
+    search_help_text = _("SKU (or part of it), barcode or product name.")
     ordering = ["-id"]
     list_per_page = 50
     show_full_result_count = False

@@ -272,7 +272,14 @@ class Variant(models.Model):
                 name="variant_cost_not_negative",
             ),
         ]
-        indexes = [models.Index(fields=["product", "price"], name="variant_product_price")]
+        indexes = [
+            models.Index(fields=["product", "price"], name="variant_product_price"),
+            # The dashboard's low-stock count reads the variants whose stock is watched.
+            models.Index(
+                fields=["id"], condition=Q(is_active=True, track_inventory=True),
+                name="reports_variant_watched",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.product.name} ({self.name})" if self.name else self.sku

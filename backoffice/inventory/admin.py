@@ -29,6 +29,7 @@ from backoffice import permissions
 from backoffice.admin_access import GuardedActionsMixin, permission_check
 from backoffice.admin_filters import DayRangeFilter
 from backoffice.admin_records import ReadOnlyRecord
+from backoffice.admin_search import IndexedSearchMixin
 from backoffice.catalog.admin import (
     STATUS_COLOURS,
     EstimatedCountPaginator,
@@ -54,7 +55,7 @@ class WarehouseAdmin(ModelAdmin):
 
 
 @admin.register(Stock)
-class StockAdmin(GuardedActionsMixin, ModelAdmin):
+class StockAdmin(IndexedSearchMixin, GuardedActionsMixin, ModelAdmin):
     # Eight narrow columns fit a 1400 px window beside the sidebar; the threshold is on the
     # row's page (and in its status).
     list_display = [
@@ -65,7 +66,13 @@ class StockAdmin(GuardedActionsMixin, ModelAdmin):
     list_filter = [("warehouse", RelatedDropdownFilter), StockStatusFilter]
     list_filter_submit = True
     search_fields = ["variant__sku", "variant__barcode", "variant__product__name"]
-    search_help_text = _("SKU, barcode or product name.")
+    # As the variant list searches (backoffice.admin_search), through the row's variant.
+    search_exact = ["variant__sku", "variant__barcode"]
+    search_lookups = [
+        "variant__sku__icontains", "variant__barcode__startswith",
+        "variant__product__name__icontains",
+    ]
+    search_help_text = _("SKU (or part of it), barcode or product name.")
     ordering = ["variant__sku", "warehouse__code"]
     list_per_page = 50
     show_full_result_count = False

@@ -11,7 +11,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.lookups import LessThanOrEqual
 from django.utils.translation import gettext_lazy as _
+
+# On hand minus allocated, as ``selectors.with_stock_levels`` computes ``available``.
+AVAILABLE = F("quantity") - F("quantity_allocated")
 
 
 class Warehouse(models.Model):
@@ -62,6 +66,16 @@ class Stock(models.Model):
             models.CheckConstraint(
                 condition=Q(quantity_allocated__lte=F("quantity")),
                 name="allocation_within_stock",
+            ),
+        ]
+        indexes = [
+            # The rows at or below their threshold, by available quantity: the dashboard's
+            # "Low stock" count and lowest rows (``selectors.low_stock_summary``). The condition
+            # is written as the selectors' filter compiles, so the database can use the index.
+            models.Index(
+                AVAILABLE, F("variant"),
+                condition=Q(LessThanOrEqual(AVAILABLE, F("low_stock_threshold"))),
+                name="reports_stock_low",
             ),
         ]
 

@@ -76,13 +76,13 @@ def _available_expression() -> ExpressionWrapper:
 
 def with_stock_levels(queryset: QuerySet[Stock] | None = None) -> QuerySet[Stock]:
     """Stock rows with ``available``, ``stock_status`` and ``inventory_value`` (on hand x cost;
-    NULL when the variant has no cost price)."""
+    NULL when the variant has no cost price). The cost is a subquery, not a join: a join an
+    annotation adds stays in the list's ``COUNT`` even though the count drops the annotation."""
     queryset = Stock.objects.all() if queryset is None else queryset
+    cost = Subquery(Variant.objects.filter(pk=OuterRef("variant_id")).values("cost_price")[:1])
     return queryset.annotate(
         available=_available_expression(),
-        inventory_value=ExpressionWrapper(
-            F("quantity") * F("variant__cost_price"), output_field=VALUE_FIELD
-        ),
+        inventory_value=ExpressionWrapper(F("quantity") * cost, output_field=VALUE_FIELD),
     ).annotate(stock_status=_status("available", "low_stock_threshold"))
 
 
@@ -215,8 +215,8 @@ class LowStockSummary:
 def low_stock_summary(limit: int = 10) -> LowStockSummary:
     """How many stock rows ``low_stock_report`` lists, and ``limit`` of the lowest (least
     available first; ties by variant): one query, the count a subquery computed once. Both
-    parts read partial indexes of the low rows and the watched variants (made by the reports
-    app's migrations), so the cost follows the low rows, not the stock table."""
+    parts read partial indexes of the low rows and the watched variants (``Stock`` and
+    ``Variant``'s ``Meta.indexes``), so the cost follows the low rows, not the stock table."""
     count = low_stock_rows().order_by().annotate(
         total=Func(F("pk"), function="COUNT")).values("total")
     rows = list(

@@ -127,6 +127,17 @@ class Order(models.Model):
                     "unfulfilled", "partially_shipped", "partially_delivered"]),
                 name="order_open_unshipped",
             ),
+            # The reports' live half: today's sales are a range on the time orders were paid.
+            models.Index(fields=["paid_at"], name="reports_order_paid_at"),
+            # The dashboard's "refund due" count (``selectors.refund_due_q``), over few rows.
+            models.Index(
+                fields=["id"],
+                condition=Q(payment_status="overpaid") | (
+                    Q(status="cancelled")
+                    & Q(payment_status__in=["paid", "partially_refunded", "overpaid"])
+                ),
+                name="reports_order_refund_due",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(total__gte=0), name="order_total_not_negative"),
@@ -320,6 +331,8 @@ class Refund(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
         ]
+        # The reports' live half: today's refunds are a range on the time they were recorded.
+        indexes = [models.Index(fields=["created_at"], name="reports_refund_created_at")]
 
     def __str__(self) -> str:
         return format_money(self.amount, self.order.currency)
