@@ -9,7 +9,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 ADDR ?= 127.0.0.1:8000
 
 .PHONY: demo test install lint check-migrations clean bench-api bench-checkout bench-webhooks \
-	bench-notifications bench-reports fuzz-api chromium
+	bench-notifications bench-reports bench-admin-search fuzz-api chromium oidc-provider
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,redis]"
 	@touch $(STAMP)
 
-install: $(STAMP) $(TEST_STAMP) chromium
+install: $(STAMP) $(TEST_STAMP) chromium oidc-provider
 
 # Debian's Chromium and its driver for the browser tests (tests/browser), which Selenium drives
 # without downloading anything. Installed with apt when missing and running as root (CI);
@@ -37,6 +37,21 @@ chromium:
 			"the browser tests will be skipped (sudo apt-get install -y $(CHROMIUM_PACKAGES))"; \
 	fi
 
+# The real OpenID Provider of the SSO tests (tests/oidc: panva's oidc-provider on Node.js 20+),
+# installed from its lock file when missing or older than it. Without npm, said here, and those
+# tests skip (fail under CI=true). npm writes node_modules/.package-lock.json last.
+OIDC_DIR := tests/oidc
+oidc-provider:
+	@if [ $(OIDC_DIR)/node_modules/.package-lock.json -nt $(OIDC_DIR)/package-lock.json ]; then :; \
+	elif command -v npm >/dev/null; then \
+		echo "Installing the OpenID Provider for the SSO tests (npm ci --prefix $(OIDC_DIR))"; \
+		npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --loglevel=error >/dev/null \
+			|| echo "WARNING: npm ci failed: the OpenID Provider tests will not run"; \
+	else \
+		echo "NOTE: npm is missing: the OpenID Provider tests will be skipped (fail under CI=true);" \
+			"install Node.js 20+ with npm, then make oidc-provider"; \
+	fi
+
 # The example third-party plugin, installed through its own package as a stranger's would be,
 # for the tests that prove that path.
 $(TEST_STAMP): $(STAMP) examples/backoffice-webhook-notifier/pyproject.toml
@@ -52,7 +67,7 @@ demo: $(STAMP)
 	$(PY) manage.py serve --addr $(ADDR)
 
 ## Run the whole test suite (SQLite by default; set DATABASE_URL for PostgreSQL).
-test: $(STAMP) $(TEST_STAMP) chromium
+test: $(STAMP) $(TEST_STAMP) chromium oidc-provider
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Import benchmark: 100k Shopify variant rows, ours vs django-import-export (prints numbers).
@@ -105,6 +120,14 @@ bench-notifications: $(STAMP)
 ## DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres make bench-reports
 bench-reports: $(STAMP)
 	$(PY) benchmarks/reports_bench.py $(BENCH_ARGS)
+
+## Admin search benchmark: the reports benchmark's data (100k products, 200k orders), then the
+## variant, stock, order and product searches (exact SKU, prefix, middle part, number, email,
+## phone, name) as a superuser, one distinct term a request: p50/max response and database time,
+## queries, PASS/FAIL against 300 ms. PostgreSQL only: a fresh temporary database on
+## DATABASE_URL's server (default postgres://postgres@127.0.0.1:5432/postgres), dropped at the end.
+bench-admin-search: $(STAMP)
+	$(PY) benchmarks/admin_search_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -30,7 +30,8 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from backoffice import permissions, roles
 from backoffice.admin_access import GuardedActionsMixin, permission_check, staff_actor
 from backoffice.admin_navigation import in_sidebar_words
-from backoffice.customers.admin import CustomerProfileInline
+from backoffice.customers.admin import CustomerProfileInline, download_personal_data
+from backoffice.customers.admin import close_accounts as close_accounts_action
 from backoffice.customers.services import EXPORT_COLUMNS
 from backoffice.customers.services import export_customers as customer_rows
 
@@ -58,9 +59,10 @@ class UserAdmin(GuardedActionsMixin, BaseUserAdmin, ModelAdmin):
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
     list_filter_submit = True
-    actions = ["export_customers"]
+    actions = ["export_customers", "export_personal_data", "close_accounts"]
 
     has_export_customers_permission = permission_check(permissions.EXPORT_CUSTOMERS)
+    has_erase_customers_permission = permission_check(permissions.ERASE_CUSTOMERS)
 
     def _may_edit(self, request: HttpRequest, obj) -> bool:
         if request.user.is_superuser:
@@ -97,6 +99,18 @@ class UserAdmin(GuardedActionsMixin, BaseUserAdmin, ModelAdmin):
         for row in rows:
             writer.writerow([_spreadsheet_safe(cell) for cell in row])
         return response
+
+    @action(description=_("Download the customer's data (JSON)"),
+            permissions=["export_customers"])
+    def export_personal_data(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """One customer's data, as the storefront's ``GET /me/export`` gives it; audited."""
+        return download_personal_data(self, request, queryset)
+
+    @action(description=_("Close accounts and erase personal data"),
+            permissions=["erase_customers"])
+    def close_accounts(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """On the customer's request, after a confirmation page (``privacy.close_account``)."""
+        return close_accounts_action(self, request, queryset)
 
 
 @admin.register(Group)

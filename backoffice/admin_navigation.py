@@ -122,6 +122,8 @@ SIDEBAR_SECTIONS: list[tuple[str, list[SidebarItem]]] = [
             SidebarItem(_("API keys"), "vpn_key", "integrations.apikey"),
             SidebarItem(_("What keys wrote"), "history", "integrations.integrationwrite"),
             SidebarItem(_("Groups"), "group", "auth.group"),
+            SidebarItem(_("Sign-in providers"), "login", "identity.identityprovider"),
+            SidebarItem(_("Linked sign-ins"), "link", "identity.externalidentity"),
             SidebarItem(_("Audit"), "policy", "audit.auditentry"),
         ],
     ),

@@ -37,6 +37,7 @@ RUN_EXPORT = "imports.run_export"
 MANAGE_PLUGINS = "plugins.manage_plugins"
 MANAGE_API_KEYS = "integrations.manage_api_keys"
 EXPORT_CUSTOMERS = "customers.export_customers"
+ERASE_CUSTOMERS = "customers.erase_customers"
 RESEND_NOTIFICATION = "notifications.resend_notification"
 # Declared by the reports app (``backoffice.reports``), which may not be installed.
 VIEW_REPORTS = "reports.view_reports"
@@ -57,6 +58,7 @@ ACTIONS: dict[str, str] = {
     MANAGE_PLUGINS: "manage plugins",
     MANAGE_API_KEYS: "manage API keys",
     EXPORT_CUSTOMERS: "export customers",
+    ERASE_CUSTOMERS: "close customers' accounts",
     RESEND_NOTIFICATION: "resend notifications",
     VIEW_REPORTS: "view reports",
     COPY_ROLE: "copy roles",

@@ -66,11 +66,11 @@ ROLES: dict[str, frozenset[str] | str] = {
         perms.ADJUST_STOCK,
         *_model("catalog.product", "view"), *_model("catalog.variant", "view"),
     }),
-    # Customers (their accounts, profiles and addresses), orders seen, unpaid orders cancelled,
-    # notes; notifications seen and resent.
+    # Customers (their accounts, profiles and addresses; closing an account on the customer's
+    # request), orders seen, unpaid orders cancelled, notes; notifications seen and resent.
     CUSTOMER_SUPPORT: frozenset({
         *_model("auth.user", "view", "change"),
-        *_model("customers.customerprofile", "view", "change"),
+        *_model("customers.customerprofile", "view", "change"), perms.ERASE_CUSTOMERS,
         *_model("customers.address", *CRUD),
         *_model("orders.order", "view"), perms.CANCEL_UNPAID_ORDER, perms.ADD_ORDER_NOTE,
         *_model("notifications.notification", "view"), perms.RESEND_NOTIFICATION,

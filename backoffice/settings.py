@@ -140,6 +140,8 @@ INSTALLED_APPS = [
     "backoffice.audit",
     # The sales rollup and the reports (the dashboard reads them).
     "backoffice.reports",
+    # OpenID Connect sign-in: staff to the admin, customers through the API.
+    "backoffice.identity",
 ]
 
 MIDDLEWARE = [
@@ -314,6 +316,16 @@ LOGIN_URL = "admin:login"
 # Signing in at /admin/login/ without ?next= lands on the dashboard, not Django's default
 # /accounts/profile/ (which this project does not have).
 LOGIN_REDIRECT_URL = "admin:index"
+
+# Passwords for customers and (unless STAFF_PASSWORD_LOGIN is off) staff; single sign-on and the
+# break-glass link keep their sessions through the second backend (backoffice.identity).
+AUTHENTICATION_BACKENDS = [
+    "backoffice.identity.backends.PasswordBackend",
+    "backoffice.identity.backends.SignInBackend",
+]
+# Off once staff sign in through an OpenID Provider (a staff provider in the admin): the admin's
+# password form goes away; `manage.py breakglass_login <superuser>` still lets one person in.
+STAFF_PASSWORD_LOGIN = env_bool("STAFF_PASSWORD_LOGIN", True)
 
 # Where the storefront's "choose a new password" page is; {uid} and {token} are filled in.
 PASSWORD_RESET_URL = env_str(
@@ -504,6 +516,10 @@ AUTH_THROTTLE_RATES = {
     "register": env_str("THROTTLE_REGISTER", "10/hour"),
     "password_reset": env_str("THROTTLE_PASSWORD_RESET", "5/hour"),
     "email_verification": env_str("THROTTLE_EMAIL_VERIFICATION", "10/hour"),
+    # Customers' sign-ins with an OpenID Provider (authorize and callback both count).
+    "sign_in": env_str("THROTTLE_SIGN_IN", "30/min"),
+    # Password attempts on the admin's login page, per client address.
+    "staff_login": env_str("THROTTLE_STAFF_LOGIN", "10/min"),
 }
 # Trust exactly this many proxies' X-Forwarded-For entries when throttling by client address.
 NINJA_NUM_PROXIES = env_int("NUM_PROXIES", 0)

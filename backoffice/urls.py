@@ -6,6 +6,7 @@ from django.templatetags.static import static as static_url
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
+from backoffice.identity.views import urlpatterns as identity_urls
 from shop_api.api import api_urls, unknown_api_path
 
 
@@ -17,6 +18,7 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 urlpatterns = [
     path("favicon.ico", favicon),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    *identity_urls,
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls()),
     # Any other path under the API, newlines too (``.`` alone stops at one): the API's 404.

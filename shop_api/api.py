@@ -17,6 +17,7 @@ from shop_api.routers import (
     cart,
     catalog,
     checkout,
+    identity,
     integration_orders,
     integrations,
     notifications,
@@ -78,6 +79,7 @@ def store_info(request: HttpRequest) -> dict:
 
 api.add_router("/", catalog.router)
 api.add_router("/", accounts.router)
+api.add_router("/", identity.router)
 api.add_router("/", reviews.router)
 api.add_router("/", integrations.router)
 api.add_router("/", integration_orders.router)

@@ -7,17 +7,19 @@ from django.http import HttpRequest
 from ninja.security import APIKeyHeader, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 
-from backoffice.customers.services import user_for_access_token
+from backoffice.customers.services import session_for_access_token
 
 
 class CustomerAuth(HttpBearer):
-    """``Authorization: Bearer <access token>``; the user is ``request.auth``."""
+    """``Authorization: Bearer <access token>``; the user is ``request.auth``, and the session
+    the token belongs to (its ``fam`` claim, a ``TokenFamily`` id) ``request.api_session_id``."""
 
     def authenticate(self, request: HttpRequest, token: str):
-        user = user_for_access_token(token)
-        if user is not None:
-            request.user = user
-        return user
+        found = session_for_access_token(token)
+        if found is None:
+            return None
+        request.user, request.api_session_id = found
+        return request.user
 
 
 customer_auth = CustomerAuth()

@@ -35,6 +35,7 @@ LOGIN = {"email": EMAIL, "password": PASSWORD}
 REFRESH = {"refresh_token": "kq3x1QvYl2WmO0b7nH9r5cT8uJ4eA6sD1fG3hK5lZ7xC9vB2nM4qW6eR8tY0uI2o"}
 PASSWORD_CHANGE = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
 PASSWORD_RESET = {"email": EMAIL}
+CLOSE_ACCOUNT = {"password": PASSWORD}
 # ``uid`` and ``token`` come from the link in the email; these only have the shape.
 PASSWORD_RESET_CONFIRM = {"uid": "MQ", "token": "cm5x2k-6a0f3b2c9d8e7f6a5b4c3d2e1f0a9b8c",
                           "new_password": NEW_PASSWORD}

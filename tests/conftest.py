@@ -6,6 +6,9 @@ import pytest
 from django.core.cache import caches
 from django.db import connection
 
+# A real OpenID Provider (Node.js, tests/oidc) for the SSO tests: see tests/oidc_provider.py.
+from tests.oidc_provider import oidc_provider, oidc_provider_factory  # noqa: F401
+
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 
 

@@ -161,6 +161,7 @@ def _a_store_to_fuzz() -> dict:
 BUSINESS_RULES = {
     "POST /api/v1/auth/register": [400],  # weak_password, invalid_email
     "POST /api/v1/auth/password/change": [400],  # invalid_password, weak_password
+    "DELETE /api/v1/me": [400],  # password_required, invalid_password
     "POST /api/v1/auth/password/reset/confirm": [400],  # invalid_token, weak_password
     "POST /api/v1/auth/email/verify": [400],  # invalid_token
     "POST /api/v1/cart/lines": [400],  # not_for_sale (an unknown SKU), invalid_quantity

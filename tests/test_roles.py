@@ -25,6 +25,7 @@ from backoffice.catalog.models import Product, Variant
 from backoffice.checkout import cart as carts
 from backoffice.checkout.models import Cart
 from backoffice.checkout.services import CheckoutRequest, place_order
+from backoffice.customers.privacy import close_account
 from backoffice.customers.services import export_customers
 from backoffice.imports.models import ImportJob, ImportStatus
 from backoffice.imports.services import start_import_job
@@ -348,6 +349,13 @@ CASES = {
         lambda client, c: bulk(client, "/admin/auth/user/", "export_customers", c.pk),
         lambda c, r: r.status_code == 200 and b"wanjiru@example.com" in r.content,
         lambda actor, c: export_customers(type(c).objects.all(), actor=actor)),
+    "close a customer's account": Case(
+        {OWNER, SUPPORT}, _customer, lambda c: "/admin/auth/user/",
+        lambda c: 'value="close_accounts"',
+        lambda client, c: bulk(client, "/admin/auth/user/", "close_accounts", c.pk,
+                               apply="yes", confirm="on", reason="their email of 3 May"),
+        lambda c, r: not type(c).objects.get(pk=c.pk).is_active,
+        lambda actor, c: close_account(c, actor=actor)),
     "change prices": Case(
         {OWNER, CATALOG}, lambda: Product.objects.get(slug="tee"),
         lambda p: "/admin/catalog/product/", lambda p: 'value="change_prices"',

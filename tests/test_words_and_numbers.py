@@ -255,6 +255,15 @@ def _nothing_more(store, example) -> dict:
     return {}
 
 
+def _a_sign_in_provider(store, example) -> dict:
+    from backoffice.identity.models import IdentityProvider
+
+    IdentityProvider.objects.create(
+        name="Google", slug="google", issuer="https://accounts.google.com", client_id="shop",
+        for_customers=True, storefront_redirect_uris="https://shop.example.com/auth/callback")
+    return {"slug": "google"}
+
+
 # What each operation needs beyond the store for its example to succeed; its path parameters.
 PREPARE = {
     "POST /api/v1/auth/register": _nothing_more,  # grace@example.com is new
@@ -264,6 +273,7 @@ PREPARE = {
     "POST /api/v1/auth/password/change": _nothing_more,
     "POST /api/v1/auth/password/reset": _nothing_more,
     "PATCH /api/v1/me": _nothing_more,
+    "DELETE /api/v1/me": _nothing_more,  # Ada's password: her account closes
     "POST /api/v1/me/addresses": _nothing_more,
     "PATCH /api/v1/me/addresses/{address_id}": _an_address,
     "POST /api/v1/products/{slug}/reviews": lambda store, example: {"slug": "tee"},
@@ -278,6 +288,8 @@ PREPARE = {
     "POST /api/v1/checkout": _a_cart_line,
     "POST /api/v1/orders/{number}/payments": _an_unpaid_order,
     "POST /api/v1/orders/by-token/{token}/payments": _an_unpaid_order,
+    "POST /api/v1/auth/providers/{slug}/authorize": lambda store, example: {"slug": "google"},
+    "POST /api/v1/auth/providers/{slug}/callback": _a_sign_in_provider,
 }
 # The uid and token of these come from a link mailed to the customer (signed with the secret
 # key, and stamped with the time it was made), so no fixed example can be a valid one: the
@@ -285,6 +297,11 @@ PREPARE = {
 REFUSED = {
     "POST /api/v1/auth/password/reset/confirm": (400, "invalid_token"),
     "POST /api/v1/auth/email/verify": (400, "invalid_token"),
+    # A sign-in's code and state come from the provider (tests/test_identity.py runs it): here
+    # the authorize example meets no configured provider (no network in this test), and the
+    # callback's state was never issued.
+    "POST /api/v1/auth/providers/{slug}/authorize": (404, "unknown_provider"),
+    "POST /api/v1/auth/providers/{slug}/callback": (400, "invalid_state"),
 }
 
 

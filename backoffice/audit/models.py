@@ -31,6 +31,9 @@ class AuditAction(models.TextChoices):
     API_KEY_REVOKED = "api_key.revoked", _("API key revoked")
     ROLE_COPIED = "role.copied", _("Role copied")
     CUSTOMERS_EXPORTED = "customers.exported", _("Customers exported")
+    CUSTOMER_ERASED = "customer.erased", _("Customer account closed and erased")
+    SIGN_IN_PROVIDER_CHANGED = "sign_in.provider_changed", _("Sign-in provider changed")
+    BREAKGLASS_LOGIN = "sign_in.breakglass", _("Break-glass sign-in")
 
 
 class AuditEntry(models.Model):

@@ -1,14 +1,23 @@
-"""Customers in the admin: profiles on the user page, addresses, and API sessions."""
+"""Customers in the admin: profiles on the user page, addresses, and API sessions; closing an
+account and downloading a customer's data (the customers' list's actions, ``backoffice.admin``)."""
+
+import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin, StackedInline
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminTextInputWidget, UnfoldBooleanSwitchWidget
 
+from backoffice.admin_access import staff_actor
+from backoffice.catalog.admin import form_action
+from backoffice.customers import privacy
 from backoffice.customers.models import Address, CustomerProfile, TokenFamily
-from backoffice.customers.services import revoke_sessions
+from backoffice.customers.services import AccountError, revoke_sessions
 
 
 class CustomerProfileForm(forms.ModelForm):
@@ -53,7 +62,8 @@ class CustomerProfileInline(StackedInline):
     form = CustomerProfileForm
     can_delete = False
     extra = 0
-    fields = ["phone", "channels", "language", "accepts_marketing", "preferences"]
+    fields = ["phone", "channels", "language", "accepts_marketing", "preferences", "closed_at"]
+    readonly_fields = ["closed_at"]
 
 
 @admin.register(Address)
@@ -99,3 +109,64 @@ class SessionAdmin(ModelAdmin):
         messages.success(request, ngettext("%(count)d session revoked.",
                                            "%(count)d sessions revoked.", count)
                          % {"count": count})
+
+
+# --- The customers' list: closing accounts, downloading a customer's data ------------------------
+
+
+class CloseAccountsForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why"), max_length=200, widget=UnfoldAdminTextInputWidget,
+        help_text=_("The customer's request, e.g. \"their email of 3 May, ticket 1234\". Kept "
+                    "in the audit trail: write no personal data here."),
+    )
+    confirm = forms.BooleanField(
+        label=_("I understand: their personal data is erased for good, and they cannot log in "
+                "any more."), widget=UnfoldBooleanSwitchWidget,
+    )
+
+
+def close_accounts(modeladmin, request: HttpRequest, queryset) -> HttpResponse | None:
+    """The bulk action: a confirmation page (why, and "I understand"), then each account
+    closed by ``privacy.close_account``; staff accounts and closed ones are left, saying why."""
+
+    def apply(data: dict) -> None:
+        actor = staff_actor(request)
+        closed = 0
+        for user in queryset.order_by("pk"):
+            try:
+                privacy.close_account(user, actor=actor, reason=data["reason"])
+            except AccountError as exc:
+                modeladmin.message_user(request, f"{user.get_username()}: {exc}",
+                                        messages.WARNING)
+            else:
+                closed += 1
+        if closed:
+            modeladmin.message_user(request, ngettext(
+                "%(count)d account closed: its personal data is erased and a confirmation is "
+                "on its way.",
+                "%(count)d accounts closed: their personal data is erased and a confirmation "
+                "is on its way to each.", closed) % {"count": closed}, messages.SUCCESS)
+
+    return form_action(
+        modeladmin, request, queryset, form_class=CloseAccountsForm,
+        action_name="close_accounts",
+        intro=_("Close these accounts and erase their personal data. Their orders stay, "
+                "without contact details."),
+        submit_label=_("Close and erase"), apply=apply,
+    )
+
+
+def download_personal_data(modeladmin, request: HttpRequest, queryset) -> HttpResponse | None:
+    """The bulk action: one customer's data as a JSON file (what ``GET /me/export`` gives)."""
+    users = list(queryset[:2])
+    if len(users) != 1:
+        modeladmin.message_user(request, _("Select one customer: their data is one file."),
+                                messages.WARNING)
+        return None
+    data = privacy.export_account(users[0], actor=staff_actor(request))
+    response = HttpResponse(json.dumps(data, cls=DjangoJSONEncoder, indent=2,
+                                       ensure_ascii=False),
+                            content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="customer-{users[0].pk}.json"'
+    return response

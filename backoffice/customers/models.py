@@ -31,13 +31,18 @@ class CustomerProfile(models.Model):
     # Set when the customer opened the link mailed to them (or a password-reset link, which
     # proves the same): only then do guest orders placed with that email join the account.
     email_verified_at = models.DateTimeField(_("email verified at"), null=True, blank=True)
+    # Set when the account was closed and its personal data erased (``customers.privacy``).
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("customer profile")
         verbose_name_plural = _("customer profiles")
-        permissions = [("export_customers", _("Can export customers"))]
+        permissions = [
+            ("export_customers", _("Can export customers")),
+            ("erase_customers", _("Can close customers' accounts and erase their data")),
+        ]
 
     def __str__(self) -> str:
         return str(self.user)

@@ -24,6 +24,7 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_toke
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -153,8 +154,10 @@ def _issue(user: AbstractBaseUser, family: TokenFamily) -> TokenPair:
     return TokenPair(access, raw_refresh, int(ACCESS_TOKEN_LIFETIME.total_seconds()))
 
 
-def user_for_access_token(token: str) -> AbstractBaseUser | None:
-    """The active user an access token belongs to, if it is valid and its session is live."""
+def session_for_access_token(token: str) -> tuple[AbstractBaseUser, uuid.UUID] | None:
+    """``(user, session id)`` of an access token: the active user it belongs to and its
+    session (``TokenFamily``, the ``fam`` claim), if the token is valid and the session live.
+    One query."""
     try:
         claims = jwt.decode(
             token, _signing_key(), algorithms=[JWT_ALGORITHM], audience=JWT_AUDIENCE,
@@ -163,12 +166,17 @@ def user_for_access_token(token: str) -> AbstractBaseUser | None:
         family_id = uuid.UUID(claims["fam"])
     except (jwt.PyJWTError, ValueError):
         return None
-    return (
-        get_user_model().objects.filter(
-            pk=claims["sub"], is_active=True,
-            token_families__id=family_id, token_families__revoked_at__isnull=True,
-        ).first()
-    )
+    user = get_user_model().objects.filter(
+        pk=claims["sub"], is_active=True,
+        token_families__id=family_id, token_families__revoked_at__isnull=True,
+    ).first()
+    return None if user is None else (user, family_id)
+
+
+def user_for_access_token(token: str) -> AbstractBaseUser | None:
+    """The active user an access token belongs to, if it is valid and its session is live."""
+    found = session_for_access_token(token)
+    return None if found is None else found[0]
 
 
 def _revoke_families(queryset, reason: str) -> int:
@@ -205,6 +213,30 @@ def refresh_session(*, refresh_token: str) -> TokenPair:
 def revoke_sessions(*, family_ids: list, reason: str = "revoked by staff") -> int:
     """End sessions by id (the admin's action); their tokens stop working at once."""
     return _revoke_families(TokenFamily.objects.filter(pk__in=family_ids), reason)
+
+
+def live_sessions(user: AbstractBaseUser):
+    """The customer's sessions that still work (not revoked, a refresh token left to use),
+    most recently used first, each with ``last_used_at`` (its last log-in or refresh). One
+    query."""
+    unused = RefreshToken.objects.filter(family=OuterRef("pk"), used_at__isnull=True,
+                                         expires_at__gt=timezone.now())
+    return (TokenFamily.objects.filter(user=user, revoked_at__isnull=True)
+            .filter(Exists(unused))
+            .annotate(last_used_at=Max("tokens__created_at"))
+            .order_by("-last_used_at", "-created_at"))
+
+
+def revoke_session(*, user: AbstractBaseUser, session_id: Any) -> bool:
+    """End one of ``user``'s sessions (a device); its tokens stop working at once. False when
+    ``user`` has no such session (another customer's is not theirs to end); True for one that
+    had ended already."""
+    try:
+        session_id = uuid.UUID(str(session_id))
+    except ValueError:
+        return False
+    own = TokenFamily.objects.filter(pk=session_id, user=user)
+    return bool(_revoke_families(own, "revoked by the customer")) or own.exists()
 
 
 def log_out(*, refresh_token: str) -> None:

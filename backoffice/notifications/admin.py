@@ -345,7 +345,10 @@ class NotificationAdmin(GuardedActionsMixin, ModelAdmin):
             return obj._admin_content
         content: dict[str, Any] = {"subject": obj.subject, "text": obj.body, "html": obj.html,
                                    "note": "", "error": ""}
-        if obj.sensitive:
+        if services.is_erased(obj) or obj.body == services.ERASED_TEXT:
+            content.update(text="", html="",
+                           note=_("Erased: the customer closed their account."))
+        elif obj.sensitive:
             content.update(text="", html="", note=HIDDEN_NOTE)
         elif not (obj.subject or obj.body or obj.html):
             try:
@@ -405,11 +408,12 @@ class NotificationAdmin(GuardedActionsMixin, ModelAdmin):
         if refused:
             messages.warning(request, ngettext(
                 "%(count)d message refused: it held a one-time link (a password reset or an "
-                "email verification), which is never sent twice. The customer asks for a new "
-                "one.",
+                "email verification), which is never sent twice (the customer asks for a new "
+                "one), or its customer closed their account.",
                 "%(count)d messages refused: they held a one-time link (a password reset or "
-                "an email verification), which is never sent twice. The customer asks for a "
-                "new one.", refused) % {"count": refused})
+                "an email verification), which is never sent twice (the customer asks for a "
+                "new one), or their customer closed their account.", refused)
+                % {"count": refused})
         if left:
             messages.info(request, ngettext(
                 "%(count)d message left as it is: it is queued or being sent already.",
@@ -421,6 +425,8 @@ class NotificationAdmin(GuardedActionsMixin, ModelAdmin):
         self._resend(request, list(queryset.values_list("pk", flat=True)))
 
     def _refusal(self, obj: Notification) -> str:
+        if services.is_erased(obj):
+            return str(_("Its customer closed their account: their address is erased."))
         if obj.sensitive:
             return str(_("It held a one-time link, which is never sent twice: the customer "
                          "asks for a new one."))

@@ -25,6 +25,9 @@ class MessageEvent:
     sensitive: bool = False
     # Account mails reach the address being verified or reset, whatever the customer chose.
     email_only: bool = False
+    # To someone whose personal data is being erased (a closed account): once sent, or failed
+    # for good, the row's recipient, rendered text and context are erased too.
+    erase_after_send: bool = False
     sample: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,6 +82,8 @@ EVENTS: dict[str, MessageEvent] = {e.code: e for e in [
     MessageEvent("password_reset", _("Password reset"), CUSTOMER, sensitive=True,
                  email_only=True,
                  sample={"customer_name": "Wanjiru", "link": "https://shop.example.com/reset"}),
+    MessageEvent("account_closed", _("Account closed"), CUSTOMER, email_only=True,
+                 erase_after_send=True, sample={"customer_name": "Wanjiru"}),
     MessageEvent("staff_new_order", _("New order"), STAFF, sample=_ORDER),
     MessageEvent("staff_low_stock", _("Low stock"), STAFF, sample={
         "sku": "KIK-BLU", "product_name": "Kikoy beach towel", "warehouse": "Nairobi",

@@ -28,7 +28,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import CharField, F, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django_q.tasks import async_task
@@ -63,6 +64,52 @@ LOST_ENQUEUE_AFTER = timedelta(minutes=5)
 SEND_TASK = "backoffice.notifications.services.send"
 SEND_EVENT_TASK = "backoffice.notifications.services.send_event"
 _REDACTED = "[removed once sent: this message held a one-time link]"
+# The recipient of a row whose personal data was erased (``erased:<pk>``: the unique key holds),
+# and its text.
+ERASED_PREFIX = "erased:"
+ERASED_TEXT = "[erased: the customer's account was closed]"
+_NOT_SENT_ERASED = "Not sent: the customer's account was closed and their data erased."
+# What of a row is about its recipient: the address, the rendered text, the context.
+PERSONAL_FIELDS = ("recipient", "subject", "body", "html", "context", "error")
+
+
+def erased_recipient(pk: int) -> str:
+    return f"{ERASED_PREFIX}{pk}"
+
+
+def is_erased(row: Notification) -> bool:
+    """Whether the row's personal data was erased (its customer closed their account)."""
+    return row.recipient.startswith(ERASED_PREFIX)
+
+
+def _erased_fields(pk: int) -> dict[str, Any]:
+    return {"recipient": erased_recipient(pk), "subject": "", "body": ERASED_TEXT, "html": "",
+            "context": {}}
+
+
+_ERASED_RECIPIENT = {"recipient": Concat(Value(ERASED_PREFIX), Cast("pk", CharField()))}
+
+
+def _erase_after_send(event: str) -> bool:
+    spec = catalogue.EVENTS.get(event)
+    return bool(spec and spec.erase_after_send)
+
+
+def erase(pks: Iterable[int], *, keep_recipient: bool = False) -> int:
+    """Erase what these rows hold about a customer whose account is closed: the rendered text
+    and the context, and (unless ``keep_recipient``: a staff alert about their order) the
+    recipient and the error (a mail server's answer may quote the address). Those still queued
+    are not sent. A row being sent meanwhile records its outcome, never its text (``_finish``).
+    Returns how many rows were erased."""
+    rows = Notification.objects.filter(pk__in=list(pks))
+    fields: dict[str, Any] = {"subject": "", "body": ERASED_TEXT, "html": "", "context": {}}
+    if not keep_recipient:
+        fields.update(_ERASED_RECIPIENT, error="")
+    erased = rows.update(**fields)
+    if not keep_recipient:
+        rows.filter(status=Status.QUEUED).update(status=Status.FAILED, next_attempt_at=None,
+                                                 error=_NOT_SENT_ERASED)
+    return erased
 
 
 # --- Channels -----------------------------------------------------------------------------------
@@ -418,9 +465,18 @@ def _claim(pk: int) -> bool:
 
 
 def _finish(row: Notification, **fields: Any) -> str:
+    if fields.get("status", Status.QUEUED) != Status.QUEUED and _erase_after_send(row.event):
+        # Sent (or failed for good) to someone whose data is erased: nothing of them is kept.
+        fields.update(_erased_fields(row.pk))
+    recipient = row.recipient
     for name, value in fields.items():
         setattr(row, name, value)
-    row.save(update_fields=list(fields))
+    # One UPDATE, on the condition that the row still has its recipient: a row erased while it
+    # was being sent (its customer closed their account meanwhile) records how the send went,
+    # never the text or the address again.
+    if not Notification.objects.filter(pk=row.pk, recipient=recipient).update(**fields):
+        Notification.objects.filter(pk=row.pk).update(
+            **{name: value for name, value in fields.items() if name not in PERSONAL_FIELDS})
     return row.status
 
 
@@ -509,6 +565,9 @@ def retry_due(limit: int = 500) -> int:
     now = timezone.now()
     stuck = Notification.objects.filter(status=Status.SENDING,
                                         started_at__lt=now - SENDING_TIMEOUT)
+    # Failed for good: a message to a closed account keeps nothing of its recipient.
+    stuck.filter(event__in=[code for code in catalogue.EVENTS if _erase_after_send(code)]) \
+        .update(**_ERASED_RECIPIENT, subject="", body=ERASED_TEXT, html="", context={})
     stuck.update(status=Status.FAILED, next_attempt_at=None,
                  error="Its worker stopped while sending: it may or may not have gone out. "
                        "Resend it if it did not arrive.")
@@ -532,8 +591,10 @@ def resend(pks: Iterable[int], *, actor: Any = None) -> tuple[int, int]:
     require(actor, RESEND_NOTIFICATION)
     rows = Notification.objects.filter(pk__in=list(pks)).exclude(status__in=[Status.SENDING,
                                                                              Status.QUEUED])
-    refused = rows.filter(sensitive=True).count()
-    ids = list(rows.filter(sensitive=False).values_list("pk", flat=True))
+    # Nor are messages whose recipient was erased (a closed account): there is nobody to send to.
+    refused = rows.filter(Q(sensitive=True) | Q(recipient__startswith=ERASED_PREFIX)).count()
+    ids = list(rows.filter(sensitive=False).exclude(recipient__startswith=ERASED_PREFIX)
+               .values_list("pk", flat=True))
     Notification.objects.filter(pk__in=ids).update(
         status=Status.QUEUED, attempts=0, resends=F("resends") + 1, error="",
         next_attempt_at=timezone.now(), provider_message_id="",

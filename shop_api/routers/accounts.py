@@ -1,7 +1,9 @@
-"""Accounts: register, log in, tokens, passwords, profile and addresses."""
+"""Accounts: register, log in, tokens, passwords, profile and addresses; closing the account,
+exporting its data, and its sessions."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from django.contrib.auth.password_validation import (
@@ -10,12 +12,13 @@ from django.contrib.auth.password_validation import (
 )
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema, Status
-from pydantic import StringConstraints
+from ninja import Body, Field, Router, Schema, Status
+from pydantic import ConfigDict, StringConstraints
 
 from backoffice.checkout.cart import merge_guest_cart
-from backoffice.customers import services
+from backoffice.customers import privacy, services
 from backoffice.customers.models import Address, CustomerProfile
+from backoffice.inventory.services import Actor
 from backoffice.notifications.services import customer_preferences
 from shop_api import examples
 from shop_api.auth import ClientAddressThrottle, customer_auth
@@ -375,4 +378,191 @@ def update_address(request: HttpRequest, address_id: int, payload: AddressPatch)
 def delete_address(request: HttpRequest, address_id: int):
     """Delete an address (orders keep their own copy)."""
     _my_address(request, address_id).delete()
+    return Status(204, None)
+
+
+# --- The customer's own data: closing the account, exporting it, sessions -------------------
+
+
+class CloseAccountIn(InputSchema):
+    model_config = example(examples.CLOSE_ACCOUNT)
+
+    password: Password | None = Field(
+        None, description="The current password: needed when the account has one (an account "
+                          "made by signing in with a provider has none).")
+
+
+_CLOSE_STATUS = {"staff_account": 403, "already_closed": 409}
+# The body may be left out (an account without a password); its example is documented here.
+_OPTIONAL_BODY = Body(None, examples=[examples.CLOSE_ACCOUNT])
+
+
+@router.delete("/me", auth=customer_auth, response={204: None, **ERRORS},
+               throttle=[ClientAddressThrottle("login")])
+def close_my_account(request: HttpRequest, payload: CloseAccountIn | None = _OPTIONAL_BODY):
+    """Close the account for good. Its personal data is erased (name, email, phone, addresses,
+    preferences, carts; the contact details and addresses of its orders, but their country);
+    orders keep their numbers, lines and totals, reviews stay without the name. Every session
+    ends at once, and a last email says the account is closed. The email can register again.
+
+    ``password``: the current password, when the account has one (400 ``password_required``
+    or ``invalid_password`` otherwise). A staff account cannot be closed here (403
+    ``staff_account``). Password checks count as log-in attempts (rate-limited)."""
+    try:
+        privacy.close_account(request.auth, actor=Actor(user=request.auth),
+                              password=payload.password if payload else None)
+    except services.AccountError as exc:
+        raise _account_error(exc, _CLOSE_STATUS.get(exc.code, 400)) from exc
+    return Status(204, None)
+
+
+class ExportProfileOut(Schema):
+    email: str
+    first_name: str
+    last_name: str
+    phone: str
+    joined_at: datetime
+    last_login: datetime | None
+    email_verified_at: datetime | None
+    closed_at: datetime | None
+
+
+class ExportConsentsOut(Schema):
+    accepts_marketing: bool
+    notification_channels: list[str] = Field(
+        description="The channels of the messages about orders (the store's defaults until "
+                    "chosen).")
+    notification_channels_chosen: bool
+    language: str
+
+
+class ExportAddressOut(AddressValues):
+    id: int
+    is_default_shipping: bool
+    is_default_billing: bool
+    created_at: datetime
+
+
+Amount = Annotated[str, Field(description="A decimal string with the currency's decimals.")]
+
+
+class ExportOrderLineOut(Schema):
+    sku: str
+    product_name: str
+    variant_name: str
+    quantity: int
+    unit_price: Amount
+    discount: Amount
+    total: Amount
+    quantity_shipped: int
+    quantity_refunded: int
+
+
+class ExportOrderOut(Schema):
+    number: str
+    placed_at: datetime
+    status: str
+    payment_status: str
+    fulfilment_status: str
+    email: str
+    phone: str
+    currency: str
+    subtotal: Amount
+    discount_total: Amount
+    shipping_total: Amount
+    total: Amount
+    refunded_total: Amount
+    coupon_code: str
+    shipping_method: str
+    payment_method: str
+    paid_at: datetime | None
+    cancelled_at: datetime | None
+    customer_note: str
+    shipping_address: AddressValues
+    billing_address: AddressValues
+    lines: list[ExportOrderLineOut]
+
+
+class ExportReviewOut(Schema):
+    id: int
+    product_slug: str
+    product_name: str
+    rating: int
+    comment: str
+    published: bool
+    verified_purchase: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExportSessionOut(Schema):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str
+    revoked_at: datetime | None
+    live: bool
+
+
+class ExportSignInOut(Schema):
+    provider: str
+    email: str = Field(description="The verified email the provider shared, if any.")
+    linked_at: datetime
+    last_used_at: datetime | None
+
+
+class AccountExportOut(Schema):
+    """Everything the store holds about the customer. Parts may be added (with a new key);
+    ``format`` names this document's version."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: str
+    exported_at: datetime
+    profile: ExportProfileOut
+    consents: ExportConsentsOut
+    preferences: dict
+    addresses: list[ExportAddressOut]
+    orders: list[ExportOrderOut]
+    reviews: list[ExportReviewOut]
+    sessions: list[ExportSessionOut]
+    sign_ins: list[ExportSignInOut] = Field(description="Sign-in providers linked to the "
+                                                        "account (OpenID Connect).")
+
+
+@router.get("/me/export", auth=customer_auth, response={200: AccountExportOut, **ERRORS})
+def export_my_data(request: HttpRequest):
+    """Everything the store holds about you, as one JSON document: profile, consents
+    (marketing, notification channels, language), preferences, addresses, orders (lines,
+    totals, statuses, addresses), reviews, sessions and linked sign-in providers."""
+    return privacy.export_account(request.auth, actor=Actor(user=request.auth))
+
+
+class SessionOut(Schema):
+    id: str = Field(description="DELETE /me/sessions/{id} ends it.")
+    created_at: datetime = Field(description="When it logged in.")
+    last_used_at: datetime = Field(description="Its last log-in or token refresh.")
+    user_agent: str
+    current: bool = Field(description="The session of the access token of this request.")
+
+
+@router.get("/me/sessions", auth=customer_auth, response={200: list[SessionOut], **ERRORS})
+def my_sessions(request: HttpRequest):
+    """Your live sessions (devices logged in), most recently used first."""
+    current = getattr(request, "api_session_id", None)
+    return [
+        {"id": str(family.pk), "created_at": family.created_at,
+         "last_used_at": family.last_used_at or family.created_at,
+         "user_agent": family.user_agent, "current": family.pk == current}
+        for family in services.live_sessions(request.auth)
+    ]
+
+
+@router.delete("/me/sessions/{session_id}", auth=customer_auth,
+               response={204: None, **ERRORS})
+def end_session(request: HttpRequest, session_id: str):
+    """Log one session out (a lost phone): its tokens stop working at once. Ending the
+    current session logs this client out. Another customer's session is a 404."""
+    if not services.revoke_session(user=request.auth, session_id=session_id):
+        raise ApiError(404, "not_found", "Not found.")
     return Status(204, None)
