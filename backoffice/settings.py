@@ -294,6 +294,8 @@ CACHALOT_ONLY_CACHABLE_APPS = frozenset({"catalog", "plugins"})
 CACHALOT_UNCACHABLE_APPS = frozenset({"django_q", "sessions", "admin"})
 CACHALOT_ENABLED = env_bool("CACHALOT_ENABLED", True) and bool(CACHALOT_ONLY_CACHABLE_APPS)
 CACHALOT_TIMEOUT = 60 * 60
+# Refuses a query on an uncachable table before compiling its SQL for a key (see the module).
+CACHALOT_QUERY_KEYGEN = "backoffice.cachalot_keys.query_cache_key"
 
 # --- Imports and exports -------------------------------------------------------------------
 

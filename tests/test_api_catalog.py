@@ -82,6 +82,31 @@ def test_listing_columns_follow_variants_stock_and_price_changes(shop):
     assert shop["jacket"].is_in_stock is False, "allocated units are not in stock"
 
 
+def test_allocations_refresh_the_listing_only_when_a_row_crosses_zero(
+    shop, django_assert_num_queries
+):
+    """The stock services rewrite a product's listing columns only when a row's available
+    quantity crosses zero; elsewhere the column cannot change, and is not even read."""
+    from backoffice.inventory.services import allocate, release
+
+    lamp = shop["lamp"]
+    variant = lamp.variants.get()
+    Stock.objects.filter(variant=variant).update(low_stock_threshold=0)  # no low-stock alert
+    with cachalot_disabled(), django_assert_num_queries(3):  # lock, update, ledger
+        first = allocate({variant.pk: 1})  # 4 of 5 left
+    lamp.refresh_from_db()
+    assert lamp.is_in_stock is True
+    last = allocate({variant.pk: 4})
+    lamp.refresh_from_db()
+    assert lamp.is_in_stock is False, "the last unit is promised"
+    release(last)
+    lamp.refresh_from_db()
+    assert lamp.is_in_stock is True, "back on the shelf"
+    release(first)
+    lamp.refresh_from_db()
+    assert lamp.is_in_stock is True
+
+
 def test_a_nightly_refresh_repairs_columns_written_around_the_services(shop):
     Product.objects.filter(pk=shop["lamp"].pk).update(price_min=None, is_in_stock=False)
     assert refresh_listings() == 1, "only the broken row is rewritten"

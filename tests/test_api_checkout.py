@@ -293,3 +293,29 @@ def test_integrations_sync_orders_changed_since_a_time(client):
     assert client.get(url + "2999-01-01T00:00:00", **reader).json()["count"] == 0
     bad = client.get(url + "yesterday", **reader)
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (422, "updated_since")
+
+
+def test_a_checkout_has_a_query_budget_and_answers_the_order_as_stored(client, shelf):
+    """One guest checkout without a coupon of a cart that leaves stock on the shelf, cachalot
+    off (20): the cart by its token, the key not used before, the cart's lines with their
+    variants priced before the lock, the active plugins and the shipping plugin's settings
+    (read once each), then in the transaction the cart locked, its lines with their variants
+    again, the stock rows locked (their warehouse's "default" read with them), the stock
+    written with its ledger (no listing refresh: no row went to zero), the order, its number,
+    its lines, allocations and event, the cart closed, the notifications decided (rules; staff
+    alert and its people; the superusers) and written. Nothing is read to answer: the answer
+    is the order as stored, as the guest's token reads it back."""
+    from cachalot.api import cachalot_disabled
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    headers = guest_cart(client)
+    with cachalot_disabled(), CaptureQueriesContext(connection) as queries:
+        response = checkout(client, headers, email="guest@example.com")
+    assert response.status_code == 201, response.json()
+    statements = [q["sql"] for q in queries.captured_queries
+                  if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(statements) == 20, "\n".join(s[:120] for s in statements)
+    assert not any(s.startswith('SELECT "inventory_warehouse"') for s in statements)
+    placed = response.json()
+    assert placed == client.get(f"/api/v1/orders/by-token/{placed['token']}").json()

@@ -97,9 +97,9 @@ def _address(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _cart_lines(cart: Cart) -> list[tuple[CartLine, Variant]]:
-    lines = list(CartLine.objects.filter(cart=cart).order_by("variant_id"))
-    variants = Variant.objects.select_related("product").in_bulk([ln.variant_id for ln in lines])
-    return [(line, variants[line.variant_id]) for line in lines]
+    """The cart's lines with their variants and products, as they are now: one query."""
+    lines = CartLine.objects.filter(cart=cart).select_related("variant__product")
+    return [(line, line.variant) for line in lines.order_by("variant_id")]
 
 
 def _check_lines(lines: list[tuple[CartLine, Variant]]) -> None:
@@ -170,13 +170,13 @@ def _quote(cart_lines, request: CheckoutRequest, *, user, email: str, redeem: bo
            priced: Quote | None = None) -> Quote:
     """The order's money. With ``priced`` (the quote made before any row was locked), its
     shipping rate is reused, so no shipping plugin is called while stock rows are locked."""
-    discount_lines = _discount_lines(cart_lines)
     totals = compute_totals([PricedLine(ln.unit_price, ln.quantity) for ln, _ in cart_lines])
     discount = None
     if request.coupon_code.strip():
         act = coupons.redeem if redeem else coupons.evaluate
         try:
-            discount = act(request.coupon_code, discount_lines, user=user, email=email)
+            discount = act(request.coupon_code, _discount_lines(cart_lines), user=user,
+                           email=email)
         except coupons.CouponError as exc:
             raise CheckoutError(str(exc), exc.code) from exc
     discounted = totals.subtotal - (discount.total if discount else 0)
@@ -275,7 +275,8 @@ def place_order(
     idempotency_key: str, actor_label: str = "",
 ) -> tuple[Order, bool]:
     """Turn ``cart`` into an order; returns ``(order, created)``. The same ``idempotency_key``
-    returns the order it made the first time (``created`` False), even when two requests race."""
+    returns the order it made the first time (``created`` False), even when two requests race.
+    A created order comes with its ``lines`` and ``shipments`` (none) prefetched."""
     user = _customer(user)
     key = idempotency_key.strip()
     if not key:
@@ -367,9 +368,10 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
         )
         for line, variant in lines
     ])
-    by_variant = {ol.variant_id: ol for ol in order_lines}
     if not all(ol.pk for ol in order_lines):  # backends that return no ids from bulk inserts
-        by_variant = {ol.variant_id: ol for ol in OrderLine.objects.filter(order=order)}
+        order_lines = list(OrderLine.objects.filter(order=order))
+    by_variant = {ol.variant_id: ol for ol in order_lines}
+    _prefetched(order, lines=sorted(order_lines, key=lambda ol: ol.pk), shipments=[])
     Allocation.objects.bulk_create([
         Allocation(line=by_variant[p.variant_id], stock_id=p.stock_id, quantity=p.quantity)
         for p in placements
@@ -390,6 +392,18 @@ def _place(cart, request, *, user, email, key, payment_due, early: Quote, addres
                customer=lambda: notifications.customer_of(order))
     notifications.order_placed(order)
     return order
+
+
+def _prefetched(order: Order, **related: list) -> None:
+    """Give ``order`` its related rows as ``prefetch_related`` would (what was just written,
+    in the relation's order), so whoever shows it next reads nothing again; a filter on them
+    still queries. Done as Django's prefetch does it: a queryset holding the rows."""
+    for name, rows in related.items():
+        queryset = getattr(order, name).get_queryset()
+        queryset._result_cache = rows
+        queryset._prefetch_done = True
+        order._prefetched_objects_cache = {**getattr(order, "_prefetched_objects_cache", {}),
+                                           name: queryset}
 
 
 class _Replayed(Exception):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from backoffice import permissions
@@ -407,9 +407,12 @@ class Placement:
 
 
 def _locked_rows(*conditions: Q, **lookup) -> list[Stock]:
-    # of=("self",): lock the stock rows only, whatever a query joins.
+    """The rows, locked in primary-key order, each with ``in_default_warehouse`` (read in the
+    same query, for ``_pick``). of=("self",): the stock rows only are locked, not the joined
+    warehouse."""
     return list(
-        Stock.objects.select_for_update(of=("self",)).filter(*conditions, **lookup).order_by("pk")
+        Stock.objects.select_for_update(of=("self",)).filter(*conditions, **lookup)
+        .annotate(in_default_warehouse=F("warehouse__is_default")).order_by("pk")
     )
 
 
@@ -443,18 +446,21 @@ def _write_changes(
     ])
     for stock in rows:
         _report_if_low(stock, before[stock.pk])
-    _refresh_listings({stock.variant_id for stock in rows})
+    stock_changed()
+    # A product's listing columns read its stock only as "some row has quantity > allocated":
+    # they can change only where a row crossed zero (most changes do not, a sale of the last
+    # unit or a delivery to an empty shelf does). Price columns do not read stock at all.
+    _refresh_listings({stock.variant_id for stock in rows
+                       if (before[stock.pk] > 0) != (stock.quantity > stock.quantity_allocated)})
 
 
-def _pick(rows: list[Stock], variant_id: int, quantity: int,
-          default_ids: set[int]) -> list[tuple[Stock, int]]:
+def _pick(rows: list[Stock], variant_id: int, quantity: int) -> list[tuple[Stock, int]]:
     """Where ``quantity`` of a variant comes from, among its locked ``rows``: the default
     warehouse first, then the one with most available; as much as they have, at most all."""
     picked = []
     places = sorted(
         (s for s in rows if s.variant_id == variant_id),
-        key=lambda s: (s.warehouse_id not in default_ids, -(s.quantity - s.quantity_allocated),
-                       s.pk),
+        key=lambda s: (not s.in_default_warehouse, -(s.quantity - s.quantity_allocated), s.pk),
     )
     for stock in places:
         take = min(quantity, stock.quantity - stock.quantity_allocated)
@@ -494,7 +500,6 @@ def allocate(
     if not wanted:
         return []
     rows = _locked_rows(variant_id__in=list(wanted))
-    default_ids = set(Warehouse.objects.filter(is_default=True).values_list("pk", flat=True))
     available = _available(rows)
     short = {
         variant_id: max(available.get(variant_id, 0), 0)
@@ -505,7 +510,7 @@ def allocate(
         raise OutOfStock(short)
     placements, changes = [], []
     for variant_id, quantity in sorted(wanted.items()):
-        for stock, take in _pick(rows, variant_id, quantity, default_ids):
+        for stock, take in _pick(rows, variant_id, quantity):
             placements.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
             changes.append((stock, 0, take))
     _write_changes(changes, reason=MovementReason.ALLOCATION, actor=actor, reference=reference)
@@ -567,10 +572,9 @@ def take_shipped(placements: list[Placement], *, actor: Actor = SYSTEM, referenc
              if available.get(v, 0) < q}
     if short:
         raise OutOfStock(short)
-    default_ids = set(Warehouse.objects.filter(is_default=True).values_list("pk", flat=True))
     taken = []
     for variant_id, quantity in sorted(backordered.items()):
-        for stock, take in _pick(rows, variant_id, quantity, default_ids):
+        for stock, take in _pick(rows, variant_id, quantity):
             taken.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
             merged.setdefault(stock.pk, [0, 0])[0] -= take
     for stock_id, (on_hand, allocated) in merged.items():

@@ -237,7 +237,7 @@ def sync_plugin_configs(using: str = "default") -> list[str]:
     """
     from django.db import DatabaseError
 
-    from backoffice.plugin_host.loading import get_plugin_host
+    from backoffice.plugin_host.loading import get_plugin_host, plugin_rows_changed
     from backoffice.plugin_host.models import PluginConfig
 
     host = get_plugin_host()
@@ -249,4 +249,6 @@ def sync_plugin_configs(using: str = "default") -> list[str]:
     PluginConfig.objects.using(using).bulk_create(
         [PluginConfig(identifier=name, active=False) for name in added]
     )
+    if added:
+        plugin_rows_changed()  # no signal for a bulk insert
     return added

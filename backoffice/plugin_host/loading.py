@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -31,6 +32,27 @@ from backoffice.plugin_host.errors import PluginLoadError
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "backoffice.plugins"
+
+# What the plugins' rows said, kept for one request: a checkout asks which plugins are active
+# and a plugin's settings several times (shipping methods, the rate, payment methods, the
+# notification channels), and would read the same rows each time. Set at the request's start,
+# dropped at its end and whenever a ``PluginConfig`` row is saved or deleted here; outside a
+# request (jobs, commands) nothing is kept and every call reads. Another process's change is
+# seen from this process's next request on.
+_request_memo: ContextVar[dict | None] = ContextVar("plugin_rows", default=None)
+
+
+def remember_for_this_request(**kwargs: Any) -> None:
+    _request_memo.set({})
+
+
+def forget_for_this_request(**kwargs: Any) -> None:
+    _request_memo.set(None)
+
+
+def plugin_rows_changed(**kwargs: Any) -> None:
+    if _request_memo.get() is not None:
+        _request_memo.set({})
 
 
 @dataclass
@@ -138,8 +160,13 @@ class PluginHost:
     def active_names(self) -> set[str]:
         from backoffice.plugin_host.models import PluginConfig
 
-        active = PluginConfig.objects.filter(active=True).values_list("identifier", flat=True)
-        return set(active) & set(self.plugins)
+        memo = _request_memo.get()
+        if memo is not None and "active" in memo:
+            return set(memo["active"])
+        active = set(PluginConfig.objects.filter(active=True).values_list("identifier", flat=True))
+        if memo is not None:
+            memo["active"] = frozenset(active)
+        return active & set(self.plugins)
 
     def config(self, name: str, stored: dict | None = None) -> ResolvedConfig:
         """The effective settings of plugin ``name`` (``stored``: its ``PluginConfig.settings``,
@@ -148,9 +175,19 @@ class PluginHost:
         from backoffice.plugin_host.models import PluginConfig
 
         plugin = self.plugins[name]
+        memo = _request_memo.get() if stored is None else None
+        if memo is not None and ("config", name) in memo:
+            return memo["config", name]
         if stored is None:
             row = PluginConfig.objects.filter(identifier=name).only("settings").first()
             stored = row.settings if row else {}
+        resolved = self._resolve(plugin, stored)
+        if memo is not None:
+            memo["config", name] = resolved
+        return resolved
+
+    def _resolve(self, plugin: LoadedPlugin, stored: dict) -> ResolvedConfig:
+        name = plugin.name
         resolved = resolve_config(name, plugin.config_fields, stored)
         # Checks across fields (a key that belongs to the other mode...): the plugin's optional
         # ``validate_config(values) -> {field: message}``.

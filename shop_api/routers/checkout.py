@@ -235,6 +235,7 @@ def place_order(
         )
     except checkout.CheckoutError as exc:
         raise _error(exc) from exc
-    body = order_out(with_details(Order.objects.filter(pk=order.pk)).get())
-    return Status(201 if created else 200, body)
+    if not created:  # an earlier request's order, read as it is now
+        order = with_details(Order.objects.filter(pk=order.pk)).get()
+    return Status(201 if created else 200, order_out(order))
 
