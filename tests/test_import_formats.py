@@ -310,3 +310,29 @@ def test_woocommerce_gtin_and_brands_columns_are_kept():
     assert result.errors == []
     thermos = Variant.objects.get(sku="thermos-05")
     assert (thermos.barcode, thermos.product.brand) == ("4006381333931", "Thermo Co")
+
+
+def test_new_products_are_written_with_the_listing_columns_a_refresh_would_give():
+    """New products get their price range and stock flag with their own row (not rewritten
+    after their variants): the same values ``refresh_listings`` computes from the variants and
+    stock, whatever the mix: some stock, none, not tracked, sold on backorder, a draft variant."""
+    from backoffice.catalog.services import refresh_listings
+
+    header = ("Handle,Title,Option1 Name,Option1 Value,Variant SKU,Variant Inventory Tracker,"
+              "Variant Inventory Qty,Variant Inventory Policy,Variant Price,Status\n")
+    rows = [
+        "stocked,Stocked,Size,S,ST-S,shopify,0,deny,30.00,active",
+        "stocked,,,M,ST-M,shopify,2,deny,20.00,",
+        "empty,Empty,Size,S,EM-S,shopify,0,deny,15.00,active",
+        "untracked,Untracked,Title,Default Title,UN-1,,0,deny,9.00,active",
+        "backorder,Backorder,Title,Default Title,BO-1,shopify,0,continue,12.00,active",
+    ]
+    result = run((header + "\n".join(rows) + "\n").encode(), "shopify")
+    assert result.errors == [] and result.counts["products"] == {"created": 4}
+    assert run("shopify_products.csv", "shopify").errors == []
+    assert run("woocommerce_products.csv", "woocommerce").errors == []
+    listed = {p.slug: (p.price_min, p.price_max, p.is_in_stock) for p in Product.objects.all()}
+    assert listed["stocked"] == (Decimal("20.00"), Decimal("30.00"), True)
+    assert listed["empty"][2] is False
+    assert listed["untracked"][2] is True and listed["backorder"][2] is True
+    assert refresh_listings() == 0, "a full refresh finds nothing to correct"
