@@ -19,8 +19,8 @@ What it does, each import in its own forked process so peak RSS is per import:
    products, categories, images or stock), so the comparison flatters the baseline;
 4. imports a synthetic 5,500-node Google taxonomy file and prints its seconds.
 
-It prints numbers; it is not a test. Budget (DESIGN.md): 100k rows under 30 s and 500 MB on
-PostgreSQL.
+It prints numbers; it is not a test. Budget (DESIGN.md): 100k rows under 15 s, at least 3x the
+library, under 400 MB, on PostgreSQL.
 """
 
 from __future__ import annotations
