@@ -329,3 +329,26 @@ def test_the_grouped_variant_stock_selector_says_what_the_subquery_one_says(shop
     }
     assert grouped == expected
     assert {status for _, _, status in expected.values()} == {"in_stock", "low", "out"}
+
+
+def test_the_listing_answer_is_exactly_the_schemas_serialisation(client, shop):
+    """The listing writes its JSON itself (``_listing_answer``); it must be what validating the
+    same rows with ``ProductPageOut`` and serialising them gives: money with the currency's
+    decimals, discounts, images, options, non-ASCII names, ratings."""
+    from backoffice.catalog import storefront
+    from shop_api.routers.catalog import ProductPageOut, _summary
+
+    polo = shop["polo"]
+    Variant.objects.filter(product=polo, price="25.00").update(compare_at_price="31.50")
+    ProductImage.objects.create(product=polo, source_url="https://cdn.example.test/p.jpg")
+    Product.objects.filter(pk=shop["lamp"].pk).update(name="Lampe à huile ☀", rating_average="4.50",
+                                                      rating_count=2)
+    page = storefront.product_page(storefront.ProductFilters(), page_size=50)
+    expected = ProductPageOut.model_validate({
+        "items": [_summary(row) for row in page.products], "count": page.count, "page": 1,
+        "page_size": 50,
+    }).model_dump(mode="json")
+    answer = listing(client, "page_size=50")
+    assert answer == expected
+    assert any(v["discount_percentage"] for item in answer["items"] for v in item["variants"])
+    assert any(item["image"] for item in answer["items"])

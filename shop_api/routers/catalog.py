@@ -6,16 +6,17 @@ Every route here answers from the storefront response cache when it can
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema
 from ninja.decorators import decorate_view
 from pydantic import StringConstraints
 
 from backoffice.catalog import storefront, storefront_cache
-from backoffice.catalog.models import Product
+from backoffice.money import money_text
 from shop_api.errors import ApiError
 from shop_api.pagination import MAX_PAGE, MAX_PAGE_SIZE
 from shop_api.schemas import ERROR_RESPONSES, Money, PriceFilter
@@ -102,16 +103,17 @@ def _discount(price: Decimal, compare_at: Decimal | None) -> Decimal | None:
     return ((compare_at - price) * 100 / compare_at).quantize(Decimal("0.01"))
 
 
-def _variants(product: Product) -> list[dict]:
+def _variants(variants: list[dict]) -> list[dict]:
+    """Variants as rows (``storefront.LISTING_VARIANT_VALUES``)."""
     return [
         {
-            "sku": v.sku, "name": v.name,
-            "options": {str(k): str(val) for k, val in (v.option_values or {}).items()},
-            "price": v.price, "compare_at_price": v.compare_at_price,
-            "discount_percentage": _discount(v.price, v.compare_at_price),
-            "availability": v.stock_status,
+            "sku": v["sku"], "name": v["name"],
+            "options": {str(k): str(val) for k, val in (v["option_values"] or {}).items()},
+            "price": v["price"], "compare_at_price": v["compare_at_price"],
+            "discount_percentage": _discount(v["price"], v["compare_at_price"]),
+            "availability": v["stock_status"],
         }
-        for v in product.listing_variants
+        for v in variants
     ]
 
 
@@ -123,17 +125,18 @@ def _image_url(file_name: str, source_url: str) -> str:
     return source_url
 
 
-def _summary(product: Product) -> dict:
+def _summary(row: dict) -> dict:
+    """A listing row (``storefront.ProductPage``) as the API shows it."""
     first = None
-    if getattr(product, "image_file", None) or getattr(product, "image_source_url", None):
-        first = {"url": _image_url(product.image_file, product.image_source_url),
-                 "alt": product.image_alt or product.name}
+    if row.get("image_file") or row.get("image_source_url"):
+        first = {"url": _image_url(row["image_file"], row["image_source_url"]),
+                 "alt": row["image_alt"] or row["name"]}
     return {
-        "slug": product.slug, "name": product.name, "brand": product.brand,
-        "price_min": product.price_min, "price_max": product.price_max,
-        "in_stock": product.is_in_stock, "featured": product.is_featured,
-        "rating_average": product.rating_average, "rating_count": product.rating_count,
-        "image": first, "variants": _variants(product),
+        "slug": row["slug"], "name": row["name"], "brand": row["brand"],
+        "price_min": row["price_min"], "price_max": row["price_max"],
+        "in_stock": row["is_in_stock"], "featured": row["is_featured"],
+        "rating_average": row["rating_average"], "rating_count": row["rating_count"],
+        "image": first, "variants": _variants(row["variants"]),
     }
 
 
@@ -212,8 +215,28 @@ def products(request: HttpRequest, filters: Query[ProductQuery]):
     except storefront.CatalogQueryError as exc:
         raise ApiError(404, "not_found", str(exc),
                        [{"field": exc.field, "message": str(exc), "code": "not_found"}]) from exc
-    return {"items": [_summary(p) for p in page.products], "count": page.count,
-            "page": page.page, "page_size": page.page_size}
+    return _listing_answer({"items": [_summary(p) for p in page.products], "count": page.count,
+                            "page": page.page, "page_size": page.page_size})
+
+
+def _money_or_none(amount: Decimal | None) -> str | None:
+    return None if amount is None else money_text(amount)
+
+
+def _listing_answer(page: dict) -> HttpResponse:
+    """``ProductPageOut``'s JSON, written here: the rows come from the database as the schema
+    types them, and validating two dozen products with their variants again was a fifth of a
+    page's time. A test keeps this equal to the schema's own serialisation."""
+    for item in page["items"]:
+        item["price_min"] = _money_or_none(item["price_min"])
+        item["price_max"] = _money_or_none(item["price_max"])
+        item["rating_average"] = str(item["rating_average"])
+        for variant in item["variants"]:
+            variant["price"] = money_text(variant["price"])
+            variant["compare_at_price"] = _money_or_none(variant["compare_at_price"])
+            percentage = variant["discount_percentage"]
+            variant["discount_percentage"] = None if percentage is None else str(percentage)
+    return HttpResponse(json.dumps(page), content_type="application/json; charset=utf-8")
 
 
 @router.get("/products/{slug}", response={200: ProductOut, **ERROR_RESPONSES})
@@ -226,8 +249,11 @@ def product(request: HttpRequest, slug: str):
         raise ApiError(404, "not_found", "Not found.")
     images = [{"url": _image_url(i.image.name if i.image else "", i.source_url),
                "alt": i.alt_text or item.name} for i in item.images.all()]
+    row = {name: getattr(item, name) for name in storefront.LISTING_PRODUCT_FIELDS}
+    row["variants"] = [{name: getattr(v, name) for name in storefront.LISTING_VARIANT_VALUES}
+                       for v in item.listing_variants]
     return {
-        **_summary(item),
+        **_summary(row),
         "image": images[0] if images else None,
         "description": item.description, "attributes": item.attributes, "tags": item.tags,
         "category": _ref(item.category) if item.category else None,
