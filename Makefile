@@ -129,6 +129,16 @@ bench-reports: $(STAMP)
 bench-admin-search: $(STAMP)
 	$(PY) benchmarks/admin_search_bench.py $(BENCH_ARGS)
 
+## Integration API benchmark: an ERP pushing 100k variants (50k products, batches of 500) through
+## POST /api/v1/integrations/products with the Django test client in-process: upserts and variants
+## per second, seconds per batch p50/max, queries per batch, PASS/FAIL against 100k variants in
+## under a minute; then a resend (unchanged, new prices) and a full cursor read-back. PostgreSQL
+## only: a fresh temporary database on DATABASE_URL's server, dropped at the end.
+## BENCH_ARGS="--variants 20000" make bench-integrations    # a smaller run
+.PHONY: bench-integrations
+bench-integrations: $(STAMP)
+	$(PY) benchmarks/integration_bench.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -35,7 +35,6 @@ import argparse
 import os
 import random
 import re
-import secrets
 import statistics
 import sys
 import tempfile
@@ -225,30 +224,14 @@ def main() -> None:
         database, database_url = reports_bench.create_database(base_url, PREFIX)
     failed = True
     try:
-        os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "backoffice.settings", "DATABASE_URL": database_url,
-            "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "testserver",
-            "SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "console",
-            "DATA_DIR": str(data_dir), "SERVER_TIMING": "1", "STORE_COUNTRY": "KE",
-        })
-        for name in ("DEBUG", "REDIS_URL"):
-            os.environ.pop(name, None)
-        import django
-
-        django.setup()
+        reports_bench.setup_django(database, database_url, data_dir, SERVER_TIMING="1",
+                                   STORE_COUNTRY="KE")
         from cachalot.api import cachalot_disabled
         from django.conf import settings
         from django.contrib.auth import get_user_model
-        from django.core.management import call_command
-        from django.db import connection
         from django.test import Client
         from django.test.utils import override_settings
 
-        started = time.perf_counter()
-        call_command("migrate", verbosity=0)
-        print(f"database: PostgreSQL {connection.pg_version // 10000} {database}, migrated in "
-              f"{time.perf_counter() - started:.1f} s; CPUs: {os.cpu_count()}; load average "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         with cachalot_disabled():
             if args.reuse:
                 reports_bench.analyze()
@@ -289,19 +272,8 @@ def main() -> None:
         print("\nverdict: " + ("PASS, every search under budget" if not failed
                                else "FAIL, some search over budget or missing its row"))
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: S110 - Django may not be set up; drop the database anyway
-            pass
-        if args.keep or args.reuse:
-            print(f"database kept: {database} (--reuse {database} measures it again)")
-        else:
-            reports_bench.drop_database(base_url, database)
-        import shutil
-
-        shutil.rmtree(data_dir, ignore_errors=True)
+        reports_bench.tear_down(base_url, database, data_dir, keep=(
+            f" (--reuse {database} measures it again)" if args.keep or args.reuse else ""))
     sys.exit(1 if failed else 0)
 
 

@@ -79,6 +79,51 @@ def drop_database(base_url: str, name: str) -> None:
 # --- Data -----------------------------------------------------------------------------------
 
 
+def setup_django(database: str, database_url: str, data_dir: Path, **env: str) -> None:
+    """Set Django up in this process on the fresh ``database`` (settings as deployed but for the
+    test client's host, no SSL redirect, quiet logs, no Redis) with ``env`` on top, migrate it and
+    print its line. The in-process benchmarks (reports, admin search, integrations) share it."""
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "backoffice.settings", "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "testserver",
+        "SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "console",
+        "DATA_DIR": str(data_dir), **env,
+    })
+    for name in ("DEBUG", "REDIS_URL"):
+        os.environ.pop(name, None)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    print(f"database: PostgreSQL {connection.pg_version // 10000} {database}, migrated in "
+          f"{time.perf_counter() - started:.1f} s; CPUs: {os.cpu_count()}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; time zone {settings.TIME_ZONE}",
+          flush=True)
+
+
+def tear_down(base_url: str, database: str, data_dir: Path, *, keep: str = "") -> None:
+    """Close Django's connections and drop ``database`` (unless ``keep`` says why it stays:
+    printed), and remove ``data_dir``. For a ``finally``: Django may not be set up."""
+    import shutil
+
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: S110 - Django may not be set up; drop the database anyway
+        pass
+    if keep:
+        print(f"database kept: {database}{keep}")
+    else:
+        drop_database(base_url, database)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def _money(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
@@ -385,33 +430,16 @@ def main() -> None:
         database, database_url = create_database(base_url)
     failed = True
     try:
-        os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "backoffice.settings", "DATABASE_URL": database_url,
-            "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "testserver",
-            "SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "LOG_FORMAT": "console",
-            "DATA_DIR": str(data_dir), "SERVER_TIMING": "1",
-        })
-        for name in ("DEBUG", "REDIS_URL"):
-            os.environ.pop(name, None)
-        import django
-
-        django.setup()
+        setup_django(database, database_url, data_dir, SERVER_TIMING="1")
         from cachalot.api import cachalot_disabled
         from django.conf import settings
-        from django.core.management import call_command
-        from django.db import connection
         from django.test import Client
         from django.test.utils import override_settings
 
         from backoffice.reports import rollup
 
-        started = time.perf_counter()
-        call_command("migrate", verbosity=0)
         if args.reuse:
             args.products = 0
-        print(f"database: PostgreSQL {connection.pg_version // 10000} {database}, migrated in "
-              f"{time.perf_counter() - started:.1f} s; CPUs: {os.cpu_count()}; "
-              f"time zone {settings.TIME_ZONE}", flush=True)
         with cachalot_disabled():
             if not args.reuse:
                 build(args)
@@ -465,19 +493,8 @@ def main() -> None:
                     print(f"{'':<8}{ms:8.2f} ms  {' '.join(sql.split())[:150]}")
         print("\nbudget: " + ("every page within it" if not failed else "SOME PAGE IS OVER"))
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: S110 - Django may not be set up; drop the database anyway
-            pass
-        if args.keep or args.reuse:
-            print(f"database kept: {database} (--reuse {database} measures it again)")
-        else:
-            drop_database(base_url, database)
-        import shutil
-
-        shutil.rmtree(data_dir, ignore_errors=True)
+        tear_down(base_url, database, data_dir, keep=(
+            f" (--reuse {database} measures it again)" if args.keep or args.reuse else ""))
     sys.exit(1 if failed else 0)
 
 

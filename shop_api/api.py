@@ -18,6 +18,7 @@ from shop_api.routers import (
     catalog,
     checkout,
     identity,
+    integration_catalog,
     integration_orders,
     integrations,
     notifications,
@@ -83,6 +84,7 @@ api.add_router("/", identity.router)
 api.add_router("/", reviews.router)
 api.add_router("/", integrations.router)
 api.add_router("/", integration_orders.router)
+api.add_router("/", integration_catalog.router)
 api.add_router("/", cart.router)
 api.add_router("/", checkout.router)
 api.add_router("/", orders.router)

@@ -64,6 +64,10 @@ PRODUCTS = {
     }],
     "reference": "erp-sync-42",
 }
+PRICES = {"prices": [{"sku": SKU, "price": "69.00", "compare_at_price": "75.00"}],
+          "reference": "price-list-2026-12"}
+CATEGORY = {"path": "Clothing > Shirts"}
+CATEGORY_CHANGE = {"path": "Clothing > Shirts", "name": "Shirts and tops", "position": 1}
 ORDER_STATUS = {"status": "shipped", "note": "Left the warehouse with the courier."}
 SHIPMENT = {"carrier": "DHL", "tracking_number": "JD014600006281230704",
             "tracking_url": "https://www.dhl.com/track?id=JD014600006281230704",

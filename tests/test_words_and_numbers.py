@@ -264,6 +264,14 @@ def _a_sign_in_provider(store, example) -> dict:
     return {"slug": "google"}
 
 
+def _a_category(store, example) -> dict:
+    from backoffice.integrations.catalog import ensure_category
+    from backoffice.integrations.models import ApiKey
+
+    ensure_category(key=ApiKey.objects.get(name="erp"), path=example["path"])
+    return {}
+
+
 # What each operation needs beyond the store for its example to succeed; its path parameters.
 PREPARE = {
     "POST /api/v1/auth/register": _nothing_more,  # grace@example.com is new
@@ -280,6 +288,9 @@ PREPARE = {
     "PATCH /api/v1/reviews/{review_id}": _a_review,
     "PUT /api/v1/integrations/stock": _nothing_more,
     "POST /api/v1/integrations/products": _nothing_more,
+    "PUT /api/v1/integrations/prices": _nothing_more,
+    "POST /api/v1/integrations/categories": _nothing_more,
+    "PATCH /api/v1/integrations/categories": _a_category,
     "POST /api/v1/integrations/orders/{number}/status": _a_paid_order,
     "POST /api/v1/integrations/orders/{number}/shipments": _a_paid_order,
     "POST /api/v1/cart/lines": _nothing_more,
