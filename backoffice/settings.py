@@ -512,6 +512,12 @@ STOREFRONT_CACHE_TIMEOUT = env_int("STOREFRONT_CACHE_TIMEOUT", 300)
 if STOREFRONT_CACHE_TIMEOUT < 0:
     raise ImproperlyConfigured("STOREFRONT_CACHE_TIMEOUT must be 0 (off) or a number of seconds")
 NINJA_PAGINATION_PER_PAGE = 24
+# A listing the planner expects to hold more products than this answers PostgreSQL's estimate
+# of its count (``count_exact: false``) instead of counting every matching row on each page;
+# searches and smaller listings are always counted. 0: always count.
+LISTING_EXACT_COUNT_UP_TO = env_int("LISTING_EXACT_COUNT_UP_TO", 10_000)
+if LISTING_EXACT_COUNT_UP_TO < 0:
+    raise ImproperlyConfigured("LISTING_EXACT_COUNT_UP_TO must be 0 (always count) or more")
 # Per client address, on the routes an attacker would hammer.
 AUTH_THROTTLE_RATES = {
     "login": env_str("THROTTLE_LOGIN", "10/min"),

@@ -345,10 +345,33 @@ def test_the_listing_answer_is_exactly_the_schemas_serialisation(client, shop):
                                                       rating_count=2)
     page = storefront.product_page(storefront.ProductFilters(), page_size=50)
     expected = ProductPageOut.model_validate({
-        "items": [_summary(row) for row in page.products], "count": page.count, "page": 1,
-        "page_size": 50,
+        "items": [_summary(row) for row in page.products], "count": page.count,
+        "count_exact": page.count_exact, "page": 1, "page_size": 50,
     }).model_dump(mode="json")
     answer = listing(client, "page_size=50")
     assert answer == expected
     assert any(v["discount_percentage"] for item in answer["items"] for v in item["variants"])
     assert any(item["image"] for item in answer["items"])
+
+
+@pytest.mark.postgres
+def test_a_large_listing_answers_the_planners_estimate_and_says_so(client, shop):
+    """Above ``LISTING_EXACT_COUNT_UP_TO`` products (as the planner expects them) a listing's
+    count is PostgreSQL's estimate, flagged; a search, a small listing and SQLite count."""
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    for n in range(40):
+        make(f"Kikoi {n}", None, ["12.00"])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    with override_settings(STOREFRONT_CACHE_TIMEOUT=0):  # no answer nor count kept
+        exact = listing(client)
+    assert (exact["count"], exact["count_exact"]) == (43, True)
+    with override_settings(LISTING_EXACT_COUNT_UP_TO=10, STOREFRONT_CACHE_TIMEOUT=0):
+        estimated = listing(client)
+        assert estimated["count_exact"] is False
+        assert 10 < estimated["count"] <= 60, "the planner's figure for 43 published products"
+        assert len(estimated["items"]) == 24
+        searched = listing(client, "q=kikoi")
+        assert searched["count_exact"] is True and searched["count"] == 40

@@ -4,8 +4,9 @@ Listings filter and sort on the stored listing columns (``price_min``, ``is_in_s
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
 key so the order is stable and a page never repeats or skips a product. A page is four queries at
 most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
-set of filters by ``storefront_cache``), the page's products, and the page's variants with their
-stock status. The page's products are picked by an inner query that reads only the ordering index
+set of filters by ``storefront_cache``; on PostgreSQL the planner's estimate first, which a large
+listing answers instead of counting: ``listing_count``), the page's products, and the page's
+variants with their stock status. The page's products are picked by an inner query that reads only the ordering index
 (``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their columns and first image are read
 for those 24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
 The category filter is part of those queries; it is looked up on its own only to tell an unknown
@@ -14,9 +15,11 @@ category from an empty one.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
@@ -140,12 +143,40 @@ def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None 
 @dataclass(frozen=True)
 class ProductPage:
     """``products``: one dict a product (``LISTING_PRODUCT_FIELDS``, ``image_file``,
-    ``image_source_url``, ``image_alt`` and ``variants``: dicts of ``LISTING_VARIANT_VALUES``)."""
+    ``image_source_url``, ``image_alt`` and ``variants``: dicts of ``LISTING_VARIANT_VALUES``).
+    ``count_exact``: False when ``count`` is the database's estimate (``listing_count``)."""
 
     products: list[dict]
     count: int
     page: int
     page_size: int
+    count_exact: bool = True
+
+
+def _planned_rows(queryset: QuerySet) -> int:
+    """How many rows PostgreSQL's planner expects ``queryset`` to return (its statistics; no
+    row is read)."""
+    sql, params = queryset.order_by().query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def listing_count(filters: ProductFilters, queryset: QuerySet) -> tuple[int, bool]:
+    """The products a listing holds, and whether that is exact. Counting 95k published
+    products on every page was most of a page's database time; on PostgreSQL a listing the
+    planner expects above ``LISTING_EXACT_COUNT_UP_TO`` answers that estimate instead (the
+    answer says so), which is as good as exact for "page 1 of about 3,960". Searches (their
+    estimates can be far off) and smaller listings are counted."""
+    limit = settings.LISTING_EXACT_COUNT_UP_TO
+    if limit and connection.vendor == "postgresql" and not filters.search:
+        planned = _planned_rows(queryset)
+        if planned > limit:
+            return planned, False
+    return queryset.count(), True
 
 
 # What the storefront shows of a product in a listing and of a variant anywhere: nothing else
@@ -192,7 +223,8 @@ def product_page(
 ) -> ProductPage:
     """One page of a listing, with the total, as rows (see ``ProductPage``)."""
     queryset = filter_products(filters)
-    count = storefront_cache.cached_count(filters, queryset.count)
+    count, exact = storefront_cache.cached_count(filters,
+                                                 lambda: listing_count(filters, queryset))
     if not count and filters.category:
         category_by_path(filters.category)  # an empty page: say so if the category is unknown
     start = (page - 1) * page_size
@@ -203,7 +235,8 @@ def product_page(
         # it); OFFSET skips index entries, not rows with their image subqueries computed.
         page_ids = queryset.order_by(*order).values("pk")[start:start + page_size]
         products = _listing_rows(page_ids, order)
-    return ProductPage(products=products, count=count, page=page, page_size=page_size)
+    return ProductPage(products=products, count=count, page=page, page_size=page_size,
+                       count_exact=exact)
 
 
 def product_detail(slug: str) -> Product | None:

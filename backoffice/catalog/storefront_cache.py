@@ -251,23 +251,25 @@ def cached(schema: Any, *, stock: bool = True) -> Callable:
 # --- Listing counts -------------------------------------------------------------------------
 
 
-def cached_count(filters: Any, count: Callable[[], int]) -> int:
-    """``count()`` of a listing's filters (a dataclass), shared by every page and ordering of
-    that listing until a catalog table changes. (Counts read only catalog tables: the in-stock
-    filter reads the stored ``is_in_stock``, which stock writers keep through a catalog write.)
+def cached_count(filters: Any, count: Callable[[], tuple[int, bool]]) -> tuple[int, bool]:
+    """``count()`` of a listing's filters (a dataclass): the count and whether it is exact,
+    shared by every page and ordering of that listing until a catalog table changes. (Counts
+    read only catalog tables: the in-stock filter reads the stored ``is_in_stock``, which stock
+    writers keep through a catalog write.)
     """
     if not enabled():
         return count()
     store = _answers()
     try:
         described = json.dumps(dataclasses.asdict(filters), sort_keys=True, default=str)
-        key = f"storefront:count:{FORMAT}:{current_stamp(stock=False)}:{_digest(described)}"
+        key = (f"storefront:listing-count:{FORMAT}:{current_stamp(stock=False)}:"
+               f"{_digest(described)}")
         value = store.get(key)
     except Exception:
         logger.warning("Storefront cache unavailable; counting without it", exc_info=True)
         return count()
     if value is not None:
-        return value
+        return tuple(value)
     value = count()
     try:
         store.set(key, value, settings.STOREFRONT_CACHE_TIMEOUT)

@@ -81,7 +81,11 @@ class ProductSummary(Schema):
 
 class ProductPageOut(Schema):
     items: list[ProductSummary]
-    count: int = Field(description="Products matching the filters, on every page.")
+    count: int = Field(description="Products matching the filters, on every page: exact, or "
+                                   "the database's estimate when ``count_exact`` is false.")
+    count_exact: bool = Field(description="False for a large listing (more than about 10,000 "
+                                          "products): ``count`` is then an estimate, and the "
+                                          "last pages it implies may come back empty.")
     page: int
     page_size: int
 
@@ -216,7 +220,8 @@ def products(request: HttpRequest, filters: Query[ProductQuery]):
         raise ApiError(404, "not_found", str(exc),
                        [{"field": exc.field, "message": str(exc), "code": "not_found"}]) from exc
     return _listing_answer({"items": [_summary(p) for p in page.products], "count": page.count,
-                            "page": page.page, "page_size": page.page_size})
+                            "count_exact": page.count_exact, "page": page.page,
+                            "page_size": page.page_size})
 
 
 def _money_or_none(amount: Decimal | None) -> str | None:
