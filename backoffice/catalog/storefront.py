@@ -4,9 +4,10 @@ Listings filter and sort on the stored listing columns (``price_min``, ``is_in_s
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
 key so the order is stable and a page never repeats or skips a product. A page is four queries at
 most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
-set of filters by ``storefront_cache``; on PostgreSQL the planner's estimate first, which a large
-listing answers instead of counting: ``listing_count``), the page's products, and the page's
-variants with their stock status. The page's products are picked by an inner query that reads only the ordering index
+set of filters by ``storefront_cache``; on PostgreSQL the planner's estimate first, which a
+large listing answers instead of counting: ``listing_count``), the page's products, and the
+page's variants with their stock status. The page's products are picked by an inner query that
+reads only the ordering index
 (``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their columns and first image are read
 for those 24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
 The category filter is part of those queries; it is looked up on its own only to tell an unknown
