@@ -12,7 +12,8 @@ server, migrated and filled by ``generate_catalog --products N --seed 1``, dropp
 The verdicts are on the **database path**: every answer is built from the database.
 
 - Ours is served with the response cache off (``STOREFRONT_CACHE_TIMEOUT=0``, which also stops
-  caching listing counts: every page runs its ``COUNT``) and the query cache off
+  caching listing counts: every page counts, or asks the planner for a listing above
+  ``LISTING_EXACT_COUNT_UP_TO``) and the query cache off
   (``CACHALOT_ENABLED=0``). The DRF baseline (``benchmarks/drf_baseline``: nested
   ModelSerializers, PageNumberPagination, DjangoFilterBackend + OrderingFilter, no prefetching)
   is served with cachalot off too.
@@ -20,8 +21,9 @@ The verdicts are on the **database path**: every answer is built from the databa
   from its own starting point) and tags every URL with the run, so neither a warm-up nor an
   earlier round nor the other server's run ever asks a URL again. Scenarios: page 1 (made unique
   by an ignored parameter), the deep pages from the middle page (or page 2,000 if that comes
-  first) to the last, filter sets (category x ordering x price floor x pages 1-3 that exist,
-  shuffled) and product details.
+  first) to the last, by number and by cursor (``after``, as a storefront following ``next``
+  asks them; the baseline's deep pages by number are its comparison), filter sets (category x
+  ordering x price floor x pages 1-3 that exist, shuffled) and product details.
 - Both servers run at once under gunicorn as deployed (``deploy/gunicorn.conf.py``, 2 sync
   workers, ``DEBUG=0``, ``LOG_LEVEL=WARNING``, a fresh file cache) on loopback ports, and every
   scenario is loaded on ours and on DRF in turn, ``--rounds`` times, the order swapped each
@@ -33,8 +35,8 @@ per request, the share of the machine's CPU used by neither gunicorn nor wrk (Po
 anything else running: the reports benchmark, say) and the load average. Then a table of the
 medians over the rounds, the ratios (ours / DRF, per round, median) and the verdicts, PASS or
 FAIL, for the goals (DESIGN.md): page 1 at least 300 req/s with p99 under 60 ms, the deep pages
-within 10% of page 1, at most 4 queries a listing page, listings at least 5x the DRF baseline,
-the product detail at least 3x.
+(by number, and by cursor) within 10% of page 1, at most 4 queries a listing page, listings at
+least 5x the DRF baseline, the product detail at least 3x.
 
 Last, unless ``--skip-cache-hit``, page 1 asked again and again of a server with both caches on
 as by default: printed as "cache hit (not a verdict)", what a popular page costs, never checked.
@@ -236,6 +238,16 @@ def drop_database(admin_url: str, url: str) -> None:
 # --- Scenarios, picked from the database ------------------------------------------------------
 
 
+def deep_cursors(active, first: int, last: int) -> list[str]:
+    """The ``after`` cursors of pages ``first``..``last`` of the newest-first listing: each the
+    last product of the page before, read from the database in the listing's order."""
+    from backoffice.catalog.storefront import ORDERINGS, encode_cursor
+
+    rows = list(active.order_by(*ORDERINGS["newest"]).values("id", "created_at"))
+    return [encode_cursor("newest", rows[(n - 1) * PAGE_SIZE - 1])
+            for n in range(max(first, 2), last + 1)]
+
+
 def pick_scenarios() -> tuple[list[Scenario], dict]:
     from django.db import connection
     from django.db.models import Count, Q
@@ -274,6 +286,12 @@ def pick_scenarios() -> tuple[list[Scenario], dict]:
                  [f"{listing}?page_size={PAGE_SIZE}"], LISTING_RATIO),
         Scenario(f"list pages {deep}..{pages} in turn",
                  [f"{listing}?page={n}&page_size={PAGE_SIZE}" for n in range(deep, pages + 1)],
+                 [f"{listing}?page={n}" for n in range(deep, pages + 1)], LISTING_RATIO),
+        # The same pages asked as a storefront walking ``next`` would (the baseline has page
+        # numbers only: its deep pages are the comparison).
+        Scenario(f"list pages {deep}..{pages} by cursor",
+                 [f"{listing}?after={cursor}&page_size={PAGE_SIZE}"
+                  for cursor in deep_cursors(active, deep, pages)],
                  [f"{listing}?page={n}" for n in range(deep, pages + 1)], LISTING_RATIO),
         Scenario("filter sets",
                  [f"{listing}?category={c}&ordering={o}&min_price={m}&page={n}"
@@ -584,6 +602,7 @@ def print_table(scenarios: list[Scenario], summaries: dict[str, Summary]) -> Non
 def verdicts(scenarios: list[Scenario], summaries: dict[str, Summary]) -> list[tuple]:
     page1 = summaries[scenarios[0].name].ours
     deep = summaries[scenarios[1].name].ours
+    by_cursor = summaries[scenarios[2].name].ours
     checks = [
         ("list page 1 >= 300 req/s", page1["requests_per_s"] >= 300,
          f"{page1['requests_per_s']:.1f} req/s"),
@@ -592,6 +611,9 @@ def verdicts(scenarios: list[Scenario], summaries: dict[str, Summary]) -> list[t
     if page1["requests_per_s"]:
         share = deep["requests_per_s"] / page1["requests_per_s"]
         checks.append(("deep pages within 10% of page 1", share >= 0.9,
+                       f"{share:.0%} of page 1's req/s"))
+        share = by_cursor["requests_per_s"] / page1["requests_per_s"]
+        checks.append(("deep pages by cursor within 10% of page 1", share >= 0.9,
                        f"{share:.0%} of page 1's req/s"))
     for scenario in scenarios:
         s = summaries[scenario.name]

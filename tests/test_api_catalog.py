@@ -346,7 +346,7 @@ def test_the_listing_answer_is_exactly_the_schemas_serialisation(client, shop):
     page = storefront.product_page(storefront.ProductFilters(), page_size=50)
     expected = ProductPageOut.model_validate({
         "items": [_summary(row) for row in page.products], "count": page.count,
-        "count_exact": page.count_exact, "page": 1, "page_size": 50,
+        "count_exact": page.count_exact, "next": page.next, "page": 1, "page_size": 50,
     }).model_dump(mode="json")
     answer = listing(client, "page_size=50")
     assert answer == expected
@@ -375,3 +375,41 @@ def test_a_large_listing_answers_the_planners_estimate_and_says_so(client, shop)
         assert len(estimated["items"]) == 24
         searched = listing(client, "q=kikoi")
         assert searched["count_exact"] is True and searched["count"] == 40
+
+
+@pytest.mark.parametrize("ordering", ["newest", "name", "rating"])
+def test_a_listing_walked_by_cursor_is_the_listing_walked_by_page(client, shop, ordering):
+    """``next``/``after`` give the same products in the same order as page numbers, each once,
+    ties on the sort key included; the last page has no ``next``."""
+    for n in range(9):
+        kanga = make(f"Kanga {n}", None, ["12.00"])
+        # Equal names, ratings and (in threes) creation times: ties broken by id.
+        Product.objects.filter(pk=kanga.pk).update(
+            name=f"Kanga {n % 3}", rating_average="4.00" if n % 3 == 1 else "0.00",
+            created_at=Product.objects.get(slug=f"kanga-{n - n % 3}").created_at)
+    by_page, page = [], 1
+    while True:
+        body = listing(client, f"ordering={ordering}&page_size=4&page={page}")
+        if not body["items"]:
+            break
+        by_page += [item["slug"] for item in body["items"]]
+        page += 1
+    by_cursor, query = [], f"ordering={ordering}&page_size=4"
+    while True:
+        body = listing(client, query)
+        by_cursor += [item["slug"] for item in body["items"]]
+        if body["next"] is None:
+            break
+        query = f"ordering={ordering}&page_size=4&after={body['next']}"
+    assert by_cursor == by_page and len(by_page) == len(set(by_page)) == 12
+
+
+def test_a_bad_cursor_is_a_422_naming_it(client, shop):
+    first = listing(client, "page_size=1")
+    assert first["next"]
+    for query in (f"after={first['next']}&ordering=name", "after=garbage",
+                  f"after={first['next']}&page=2", f"after={first['next']}&ordering=price"):
+        response = client.get(f"/api/v1/products?{query}")
+        assert response.status_code == 422, query
+        assert response.json()["errors"][0]["field"] == "after", query
+    assert listing(client, "ordering=price&page_size=1")["next"] is None

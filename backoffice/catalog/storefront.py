@@ -16,8 +16,11 @@ category from an empty one.
 
 from __future__ import annotations
 
+import binascii
 import json
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -145,13 +148,46 @@ def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None 
 class ProductPage:
     """``products``: one dict a product (``LISTING_PRODUCT_FIELDS``, ``image_file``,
     ``image_source_url``, ``image_alt`` and ``variants``: dicts of ``LISTING_VARIANT_VALUES``).
-    ``count_exact``: False when ``count`` is the database's estimate (``listing_count``)."""
+    ``count_exact``: False when ``count`` is the database's estimate (``listing_count``).
+    ``next``: the cursor of the page after this one (``after``), None on the last page and for
+    the orderings that have none (``KEYSET``)."""
 
     products: list[dict]
     count: int
     page: int
     page_size: int
     count_exact: bool = True
+    next: str | None = None
+
+
+# Orderings a page can be asked for by a cursor (``after``): their sort keys are never NULL, so
+# "the rows after this one" is one comparison in every database. (``price_min`` is NULL for a
+# product without an active variant, and databases sort NULLs differently.)
+KEYSET = {"newest": "created_at", "name": "name", "rating": "rating_average"}
+
+
+def encode_cursor(ordering: str, row: dict) -> str:
+    value = row[KEYSET[ordering]]
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    raw = json.dumps([ordering, text, row["id"]], separators=(",", ":"))
+    return urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(queryset: QuerySet, ordering: str, cursor: str) -> QuerySet:
+    """``queryset`` narrowed to the rows after the one ``cursor`` names, in ``ordering``."""
+    try:
+        named, text, pk = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if named != ordering or not isinstance(pk, int) or isinstance(pk, bool):
+            raise ValueError
+        field = KEYSET[ordering]
+        value = {"created_at": datetime.fromisoformat, "rating_average": Decimal}.get(
+            field, str)(text)
+    except (ValueError, TypeError, KeyError, ArithmeticError, UnicodeError, binascii.Error):
+        raise CatalogQueryError("This cursor is not one this listing gave (with this ordering); "
+                                "start again from page 1.", "after") from None
+    forward = ORDERINGS[ordering][0] == field  # ascending
+    beyond, next_pk = (f"{field}__gt", "id__gt") if forward else (f"{field}__lt", "id__lt")
+    return queryset.filter(Q(**{beyond: value}) | Q(**{field: value, next_pk: pk}))
 
 
 def _planned_rows(queryset: QuerySet) -> int:
@@ -203,26 +239,33 @@ def variants_for_listing() -> QuerySet[Variant]:
     ).order_by("position", "id")
 
 
-def _listing_rows(page_ids: QuerySet, order: tuple[str, ...]) -> list[dict]:
-    """The page's products and their variants as plain rows (two queries): a listing shows
-    values only, and building and prefetching model instances was most of a page's time."""
+def _listing_rows(page_ids: QuerySet, order: tuple[str, ...], size: int) -> list[dict]:
+    """The page's products (up to ``size``; ``page_ids`` may hold one more, which is read
+    without its variants to tell whether a next page exists) and their variants as plain rows
+    (two queries): a listing shows values only, and building and prefetching model instances
+    was most of a page's time."""
     products = list(
         Product.objects.filter(pk__in=page_ids).order_by(*order)
-        .values(*LISTING_PRODUCT_FIELDS, **_first_image())
+        .values(*LISTING_PRODUCT_FIELDS, "created_at", **_first_image())
     )
-    by_product: dict[int, list[dict]] = {row["id"]: [] for row in products}
+    by_product: dict[int, list[dict]] = {row["id"]: [] for row in products[:size]}
     for variant in (variants_for_listing().filter(product_id__in=list(by_product))
                     .values(*LISTING_VARIANT_VALUES)):
         by_product[variant["product_id"]].append(variant)
-    for row in products:
+    for row in products[:size]:
         row["variants"] = by_product[row["id"]]
     return products
 
 
 def product_page(
-    filters: ProductFilters, *, ordering: str = "newest", page: int = 1, page_size: int = 24
+    filters: ProductFilters, *, ordering: str = "newest", page: int = 1, page_size: int = 24,
+    after: str = "",
 ) -> ProductPage:
-    """One page of a listing, with the total, as rows (see ``ProductPage``)."""
+    """One page of a listing, with the total, as rows (see ``ProductPage``): page ``page``, or
+    with ``after`` (a ``next`` cursor; ``KEYSET`` orderings only) the page after that row."""
+    if after and ordering not in KEYSET:
+        raise CatalogQueryError(f"The {ordering!r} ordering pages by number only (no cursor).",
+                                "after")
     queryset = filter_products(filters)
     count, exact = storefront_cache.cached_count(filters,
                                                  lambda: listing_count(filters, queryset))
@@ -230,14 +273,21 @@ def product_page(
         category_by_path(filters.category)  # an empty page: say so if the category is unknown
     start = (page - 1) * page_size
     products: list[dict] = []
-    if start < count:
+    if after or start < count:
         order = ORDERINGS[ordering]
         # The inner query walks the ordering index only (the filters and the sort key are in
-        # it); OFFSET skips index entries, not rows with their image subqueries computed.
-        page_ids = queryset.order_by(*order).values("pk")[start:start + page_size]
-        products = _listing_rows(page_ids, order)
+        # it); OFFSET skips index entries, not rows with their image subqueries computed, and a
+        # cursor starts the walk where the page starts: page 2,000 then costs what page 1 does.
+        keys = (_after(queryset, ordering, after) if after else queryset).order_by(*order)
+        begin = 0 if after else start
+        products = _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order,
+                                 page_size)
+    more = len(products) > page_size
+    products = products[:page_size]
+    following = (encode_cursor(ordering, products[-1])
+                 if more and ordering in KEYSET else None)
     return ProductPage(products=products, count=count, page=page, page_size=page_size,
-                       count_exact=exact)
+                       count_exact=exact, next=following)
 
 
 def product_detail(slug: str) -> Product | None:
