@@ -157,26 +157,12 @@ def searches(args: argparse.Namespace) -> list[tuple[str, str, list[tuple[str, s
     ]
 
 
-class _Timer:
-    """An execute wrapper keeping each query's time (ms) and SQL."""
-
-    def __init__(self) -> None:
-        self.timings: list[tuple[float, str]] = []
-
-    def __call__(self, execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.timings.append(((time.perf_counter() - started) * 1000, sql))
-
-
 def measure(client, url: str, terms: list[tuple[str, str]]) -> dict:
     from django.db import connection
 
     wall, db, queries, found, status, sql = [], [], [], 0, 200, []
     for term, must_show in terms:
-        timer = _Timer()
+        timer = reports_bench.Timer()
         with connection.execute_wrapper(timer):
             started = time.perf_counter()
             response = client.get(f"{url}?{urlencode({'q': term})}")

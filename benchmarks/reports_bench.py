@@ -322,7 +322,7 @@ def analyze() -> None:
 _TIMING = re.compile(r'db;dur=([\d.]+);desc="(\d+) queries", total;dur=([\d.]+)')
 
 
-class _Timer:
+class Timer:
     """An execute wrapper keeping each query's time (ms) and SQL."""
 
     def __init__(self) -> None:
@@ -342,7 +342,7 @@ def measure(client, url: str, repeat: int) -> dict:
 
     response = client.get(url)  # warm-up
     status = response.status_code
-    timer = _Timer()
+    timer = Timer()
     with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(timer):
         response = client.get(url)
     queries = len(captured.captured_queries)

@@ -16,9 +16,7 @@ category from an empty one.
 
 from __future__ import annotations
 
-import binascii
 import json
-from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +26,7 @@ from django.db import connection
 from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
 
+from backoffice import cursors
 from backoffice.catalog import storefront_cache
 from backoffice.catalog.models import Category, Product, ProductImage, Variant
 from backoffice.inventory.selectors import with_variant_stock_grouped
@@ -169,20 +168,19 @@ KEYSET = {"newest": "created_at", "name": "name", "rating": "rating_average"}
 def encode_cursor(ordering: str, row: dict) -> str:
     value = row[KEYSET[ordering]]
     text = value.isoformat() if isinstance(value, datetime) else str(value)
-    raw = json.dumps([ordering, text, row["id"]], separators=(",", ":"))
-    return urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode([ordering, text, row["id"]])
 
 
 def _after(queryset: QuerySet, ordering: str, cursor: str) -> QuerySet:
     """``queryset`` narrowed to the rows after the one ``cursor`` names, in ``ordering``."""
     try:
-        named, text, pk = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        named, text, pk = cursors.decode(cursor)
         if named != ordering or not isinstance(pk, int) or isinstance(pk, bool):
             raise ValueError
         field = KEYSET[ordering]
         value = {"created_at": datetime.fromisoformat, "rating_average": Decimal}.get(
             field, str)(text)
-    except (ValueError, TypeError, KeyError, ArithmeticError, UnicodeError, binascii.Error):
+    except (ValueError, TypeError, KeyError, ArithmeticError):
         raise CatalogQueryError("This cursor is not one this listing gave (with this ordering); "
                                 "start again from page 1.", "after") from None
     forward = ORDERINGS[ordering][0] == field  # ascending

@@ -50,14 +50,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from backoffice.audit.models import AuditAction, AuditEntry
 from backoffice.audit.services import record
 from backoffice.checkout.models import Cart
-from backoffice.customers.models import Address, CustomerProfile, RefreshToken, TokenFamily
-from backoffice.customers.services import AccountError, _revoke_families
+from backoffice.customers.models import Address, CustomerProfile, TokenFamily
+from backoffice.customers.services import AccountError, _revoke_families, sessions_of
 from backoffice.identity.models import ExternalIdentity
 from backoffice.inventory.services import Actor
 from backoffice.money import money_text
@@ -483,7 +483,8 @@ def export_account(user: AbstractBaseUser, *, actor: Any = None) -> dict[str, An
                    .prefetch_related("lines").order_by("-created_at", "-id")],
         "reviews": [_review_out(review) for review in Review.objects.filter(user=user)
                     .select_related("product").order_by("-created_at", "-id")],
-        "sessions": [_session_out(family) for family in sessions_of(user)],
+        "sessions": [_session_out(family)
+                     for family in sessions_of(user).order_by("-created_at")],
         "sign_ins": [
             {"provider": identity.provider.name, "email": identity.email,
              "linked_at": identity.created_at, "last_used_at": identity.last_used_at}
@@ -496,16 +497,6 @@ def export_account(user: AbstractBaseUser, *, actor: Any = None) -> dict[str, An
                object_type=user._meta.label_lower, object_id=user.pk,
                object_repr=f"customer #{user.pk}", data={"count": 1, "format": "json"})
     return document
-
-
-def sessions_of(user: AbstractBaseUser):
-    """Every session of ``user``, ended ones too, newest first, with ``last_used_at`` and
-    ``live`` (not revoked, a refresh token left to use). One query."""
-    unused = RefreshToken.objects.filter(family=OuterRef("pk"), used_at__isnull=True,
-                                         expires_at__gt=timezone.now())
-    return (TokenFamily.objects.filter(user=user)
-            .annotate(last_used_at=Max("tokens__created_at"), has_token=Exists(unused))
-            .order_by("-created_at"))
 
 
 _ADDRESS_FIELDS = ("first_name", "last_name", "company", "line1", "line2", "city", "region",

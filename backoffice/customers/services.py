@@ -94,10 +94,15 @@ def _validate_password(password: str, user: AbstractBaseUser | None = None) -> N
 
 @transaction.atomic
 def register_customer(
-    *, email: str, password: str, first_name: str = "", last_name: str = "", phone: str = "",
-    accepts_marketing: bool = False,
+    *, email: str, password: str | None, first_name: str = "", last_name: str = "",
+    phone: str = "", accepts_marketing: bool = False, email_verified: bool = False,
 ) -> AbstractBaseUser:
-    """Create a customer account; ``AccountError`` when the email is taken or the password weak."""
+    """Create a customer account; ``AccountError`` when the email is taken or the password weak.
+
+    ``password`` None: an account that signs in another way (an OpenID Provider), with no
+    usable password. ``email_verified``: the email is known to be theirs (the provider says
+    so): confirmed at once and the guest orders placed with it join; otherwise the usual
+    confirmation mail goes out."""
     email = normalise_email(email)
     try:
         validate_email(email)
@@ -107,8 +112,11 @@ def register_customer(
         ) from None
     user_model = get_user_model()
     user = user_model(username=email, email=email, first_name=first_name, last_name=last_name)
-    _validate_password(password, user)
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        _validate_password(password, user)
+        user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
@@ -117,8 +125,12 @@ def register_customer(
             "An account with this email exists already.", field="email", code="email_taken"
         ) from None
     CustomerProfile.objects.create(user=user, phone=_phone(phone),
-                                   accepts_marketing=accepts_marketing)
-    request_email_verification(user=user)
+                                   accepts_marketing=accepts_marketing,
+                                   email_verified_at=timezone.now() if email_verified else None)
+    if email_verified:
+        attach_guest_orders(user)
+    else:
+        request_email_verification(user=user)
     emit_event("customer_registered", customer_id=user.pk, email=email)
     return user
 
@@ -215,15 +227,19 @@ def revoke_sessions(*, family_ids: list, reason: str = "revoked by staff") -> in
     return _revoke_families(TokenFamily.objects.filter(pk__in=family_ids), reason)
 
 
-def live_sessions(user: AbstractBaseUser):
-    """The customer's sessions that still work (not revoked, a refresh token left to use),
-    most recently used first, each with ``last_used_at`` (its last log-in or refresh). One
-    query."""
+def sessions_of(user: AbstractBaseUser):
+    """Every session of ``user``, ended ones too, each with ``last_used_at`` (its last log-in
+    or refresh) and ``has_token`` (a refresh token left to use). One query."""
     unused = RefreshToken.objects.filter(family=OuterRef("pk"), used_at__isnull=True,
                                          expires_at__gt=timezone.now())
-    return (TokenFamily.objects.filter(user=user, revoked_at__isnull=True)
-            .filter(Exists(unused))
-            .annotate(last_used_at=Max("tokens__created_at"))
+    return (TokenFamily.objects.filter(user=user)
+            .annotate(last_used_at=Max("tokens__created_at"), has_token=Exists(unused)))
+
+
+def live_sessions(user: AbstractBaseUser):
+    """The customer's sessions that still work (not revoked, a refresh token left to use),
+    most recently used first. One query."""
+    return (sessions_of(user).filter(revoked_at__isnull=True, has_token=True)
             .order_by("-last_used_at", "-created_at"))
 
 

@@ -62,6 +62,13 @@ class SignIn:
         return self.claims.get(claim or "email_verified") in (True, "true", "True")
 
 
+def _unreachable(provider: IdentityProvider, what: str = "") -> SignInFailed:
+    """The failure for a provider (or its keys, ``what``) that did not answer."""
+    name = f"{provider.name}'s {what}" if what else provider.name
+    verb = "cannot be read" if what else "cannot be reached"
+    return SignInFailed("provider_unreachable", f"{name} {verb} just now; try again.")
+
+
 _apps: dict[int, tuple[float, Any, DjangoOAuth2App]] = {}
 _lock = threading.Lock()
 
@@ -83,8 +90,7 @@ def _app(provider: IdentityProvider) -> DjangoOAuth2App:
     try:
         metadata = app.load_server_metadata()
     except (requests.RequestException, ValueError) as exc:
-        raise SignInFailed("provider_unreachable",
-                           f"{provider.name} cannot be reached just now; try again.") from exc
+        raise _unreachable(provider) from exc
     # OpenID Connect Discovery 1.0, 4.3: the document's issuer must be the one configured.
     if metadata.get("issuer") != provider.issuer:
         raise SignInFailed("provider_misconfigured",
@@ -123,8 +129,7 @@ def complete(provider: IdentityProvider, *, code: str, redirect_uri: str, code_v
         raise SignInFailed("code_rejected", f"{provider.name} refused the sign-in code "
                            f"({exc.error}); start again.") from exc
     except (requests.RequestException, ValueError) as exc:
-        raise SignInFailed("provider_unreachable",
-                           f"{provider.name} cannot be reached just now; try again.") from exc
+        raise _unreachable(provider) from exc
     if not token.get("id_token"):
         raise SignInFailed("invalid_id_token", f"{provider.name} sent no ID token (is the "
                            "'openid' scope configured?).")
@@ -148,8 +153,7 @@ def verify_id_token(provider: IdentityProvider, id_token: str, *, nonce: str,
         raise SignInFailed("invalid_id_token", f"The ID token from {provider.name} was refused "
                            f"({exc.description or exc.error}).") from exc
     except (requests.RequestException, ValueError) as exc:
-        raise SignInFailed("provider_unreachable",
-                           f"{provider.name}'s keys cannot be read just now; try again.") from exc
+        raise _unreachable(provider, "keys") from exc
     if not nonce or claims.get("nonce") != nonce:  # Authlib skips the check for an empty nonce
         raise SignInFailed("invalid_id_token",
                            f"The ID token from {provider.name} was refused (nonce).")
@@ -177,8 +181,7 @@ def discovery(provider: IdentityProvider) -> dict[str, str]:
     try:
         keys = app.fetch_jwk_set(force=True)
     except (requests.RequestException, ValueError, RuntimeError) as exc:
-        raise SignInFailed("provider_unreachable",
-                           f"{provider.name}'s keys cannot be read.") from exc
+        raise _unreachable(provider, "keys") from exc
     metadata = app.load_server_metadata()
     found = {name: metadata.get(name, "") for name in (
         "authorization_endpoint", "token_endpoint", "jwks_uri", "end_session_endpoint")}

@@ -218,7 +218,7 @@ def customer_sign_in(provider: IdentityProvider, sign_in: SignIn, *,
     try:
         with transaction.atomic():
             return _customer_sign_in(provider, sign_in, link_user)
-    except IntegrityError:
+    except (IntegrityError, _Raced):
         # Two first sign-ins of one person at once: the other made the account; use it.
         with transaction.atomic():
             return _customer_sign_in(provider, sign_in, link_user)
@@ -272,24 +272,21 @@ def _customer_sign_in(provider, sign_in, link_user):
     return _new_customer(provider, sign_in, verified), True
 
 
-def _new_customer(provider, sign_in, verified):
-    from backoffice.customers.models import CustomerProfile
-    from backoffice.customers.services import request_email_verification
-    from backoffice.orders.services import attach_guest_orders
-    from backoffice.plugin_host.events import emit_event
+class _Raced(Exception):
+    """Another first sign-in of the same person made the account meanwhile."""
 
-    user = get_user_model()(username=sign_in.email, email=sign_in.email, **_names(sign_in))
-    user.set_unusable_password()
-    with transaction.atomic():
-        user.save()
-    CustomerProfile.objects.create(user=user,
-                                   email_verified_at=timezone.now() if verified else None)
+
+def _new_customer(provider, sign_in, verified):
+    from backoffice.customers.services import AccountError, register_customer
+
+    try:
+        user = register_customer(email=sign_in.email, password=None, email_verified=verified,
+                                 **_names(sign_in))
+    except AccountError as exc:
+        if exc.code == "email_taken":
+            raise _Raced from None
+        raise SignInFailed(exc.code, str(exc)) from None
     _link(user, provider, sign_in, verified)
-    if verified:
-        attach_guest_orders(user)
-    else:
-        request_email_verification(user=user)
-    emit_event("customer_registered", customer_id=user.pk, email=user.email)
     return user
 
 

@@ -17,9 +17,6 @@ with every order; read them where they are written).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest
 
-from backoffice import permissions
+from backoffice import cursors, permissions
 from backoffice.catalog.models import (
     CATEGORY_PATH_SEPARATOR,
     Category,
@@ -62,20 +59,18 @@ class InvalidCursor(ValueError):
 
 
 def encode_cursor(changed_at: datetime, pk: int) -> str:
-    raw = json.dumps([changed_at.astimezone(UTC).isoformat(), pk], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode([changed_at.astimezone(UTC).isoformat(), pk])
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        moment, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        moment, pk = cursors.decode(cursor)
         moment = datetime.fromisoformat(moment)
         if (moment.tzinfo is None or not isinstance(pk, int) or isinstance(pk, bool)
                 or not 0 <= pk < 2**63):
             raise ValueError
         moment = moment.astimezone(UTC)
-    except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError, OverflowError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidCursor("This cursor is not one this API gave; start again without it, "
                             "or from updated_since.") from None
     return moment, pk

@@ -17,7 +17,6 @@ from pydantic import StringConstraints
 
 from backoffice.catalog.models import Category, Product
 from backoffice.catalog.services import KEEP, PriceChangeError
-from backoffice.imports.records import parse_money
 from backoffice.integrations import catalog as services
 from backoffice.integrations.models import Scope
 from shop_api import examples
@@ -26,6 +25,7 @@ from shop_api.errors import ApiError
 from shop_api.examples import example
 from shop_api.routers.integration_orders import _moment
 from shop_api.routers.integrations import router as products_router
+from shop_api.routers.integrations import sent_amounts
 from shop_api.schemas import ERROR_RESPONSES, AmountIn, InputSchema, Money, NotBlank
 
 router = Router(tags=["integrations"], auth=integration_auth)
@@ -212,19 +212,9 @@ def set_prices(request: HttpRequest, payload: IntegrationPricesIn):
     require_scope(request, Scope.CATALOG_WRITE)
     rows, errors = [], []
     for i, item in enumerate(payload.prices):
-        values = {}
-        for name in ("price", "compare_at_price"):
-            if name not in item.model_fields_set:
-                values[name] = KEEP
-                continue
-            text = getattr(item, name)
-            try:
-                values[name] = parse_money(text) if text is not None else None
-            except ValueError as exc:
-                values[name] = None
-                errors.append({"field": f"prices.{i}.{name}", "message": str(exc),
-                               "code": "invalid"})
-        rows.append(services.PriceRow(item.sku, values["price"], values["compare_at_price"]))
+        values = sent_amounts(item, ("price", "compare_at_price"), f"prices.{i}", errors)
+        rows.append(services.PriceRow(item.sku, values.get("price"),
+                                      values.get("compare_at_price", KEEP)))
     if errors:
         raise ApiError(422, "validation_error", "Some values are not valid.", errors)
     try:

@@ -173,6 +173,21 @@ _PRODUCT_COLUMNS = {
 _VARIANT_COLUMNS = {"variant_name": "name", "variant_active": "active"}
 
 
+def sent_amounts(item: Schema, names: tuple[str, ...], path: str, errors: list[dict]) -> dict:
+    """The money fields of ``item`` that were sent, as ``Decimal`` (None: sent as null); one
+    that is not an amount goes to ``errors`` as ``<path>.<name>``."""
+    values = {}
+    for name in names:
+        if name not in item.model_fields_set:
+            continue
+        text = getattr(item, name)
+        try:
+            values[name] = parse_money(text) if text is not None else None
+        except ValueError as exc:
+            errors.append({"field": f"{path}.{name}", "message": str(exc), "code": "invalid"})
+    return values
+
+
 def _records(products: list[ProductIn]):
     """Records for the import engine; each variant is a "row" (numbered from 2, as in a file)
     so the engine's errors can be traced back to a JSON path."""
@@ -205,15 +220,8 @@ def _records(products: list[ProductIn]):
                                           ("weight_grams", "weight_grams")):
                 if json_name in sent:
                     item.values[field_name] = sent[json_name]
-            for name in ("price", "compare_at_price", "cost_price"):
-                if name not in sent:
-                    continue
-                text = getattr(variant, name)
-                try:
-                    item.values[name] = parse_money(text) if text is not None else None
-                except ValueError as exc:
-                    errors.append({"field": f"products.{i}.variants.{j}.{name}",
-                                   "message": str(exc), "code": "invalid"})
+            item.values.update(sent_amounts(variant, ("price", "compare_at_price", "cost_price"),
+                                            f"products.{i}.variants.{j}", errors))
             if variant.active is not None:
                 item.values["is_active"] = variant.active
             item.stock = dict(variant.stock)
