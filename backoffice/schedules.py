@@ -35,6 +35,13 @@ SCHEDULED_JOBS: list[ScheduledJob] = [
         cron="30 3 * * *",
     ),
     ScheduledJob(
+        # The storefront's kept answers are made stale by every write; this rebuilds them all
+        # (a media storage whose URLs changed, anything that slipped by).
+        name="Rebuild kept storefront answers",
+        func="backoffice.catalog.documents.rebuild_all",
+        cron="45 3 * * *",
+    ),
+    ScheduledJob(
         # Unpaid orders hold stock only for their payment window.
         name="Cancel unpaid orders",
         func="backoffice.orders.tasks.cancel_expired_orders",

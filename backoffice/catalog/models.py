@@ -166,6 +166,34 @@ class Product(models.Model):
         return self.name
 
 
+class StorefrontAnswer(models.Model):
+    """A product as the storefront API shows it, kept as JSON text: ``summary`` (an item of a
+    listing page) and ``detail`` (``GET /products/{slug}``). A listing page is then one indexed
+    query and the kept texts joined, not two dozen products and their variants read, typed and
+    serialised on every request (``backoffice.catalog.documents``).
+
+    NULL means "not kept": every write that changes what they show (the product, its variants,
+    images, stock status, reviews, its category's name or place) sets them to NULL and bumps
+    ``generation``; the next read builds them again, and writes them back only if
+    ``generation`` has not moved meanwhile (so a read never puts back what a write just made
+    stale). A test pins them to what the live rows say after every kind of write."""
+
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, primary_key=True, related_name="storefront_answer"
+    )
+    # NULL: not kept (also what a product without a row reads through the join).
+    summary = models.TextField(null=True, editable=False)  # noqa: DJ001
+    detail = models.TextField(null=True, editable=False)  # noqa: DJ001
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("kept storefront answer")
+        verbose_name_plural = _("kept storefront answers")
+
+    def __str__(self) -> str:
+        return f"listing of product {self.product_id}"
+
+
 class ProductImage(models.Model):
     """An image of a product: an uploaded file, or a URL it was imported from."""
 

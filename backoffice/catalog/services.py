@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from backoffice.bulk import key_chunks
+from backoffice.catalog import documents
 from backoffice.catalog.models import (
     CATEGORY_PATH_SEPARATOR,
     Category,
@@ -181,11 +182,15 @@ def set_products_published(*, product_ids: Iterable[int] | QuerySet, published: 
 @transaction.atomic
 def set_products_featured(*, product_ids: Iterable[int] | QuerySet, featured: bool) -> int:
     """Feature or unfeature products; returns how many changed."""
-    return (
+    if not isinstance(product_ids, QuerySet):
+        product_ids = list(product_ids)
+    changed = (
         Product.objects.filter(pk__in=product_ids)
         .exclude(is_featured=featured)
         .update(is_featured=featured, updated_at=timezone.now())
     )
+    documents.forget(product_ids)  # the storefront shows "featured"
+    return changed
 
 
 @transaction.atomic
@@ -381,4 +386,7 @@ def refresh_listings(product_ids: Iterable[int] | None = None) -> int:
             changed += cursor.rowcount
     if changed:
         invalidate(Product)  # a raw UPDATE: cachalot must drop its cached product queries
+    # The kept answers show the variants and their stock status too, which may have changed
+    # where these columns did not: a caller naming products says they changed.
+    documents.forget(stale if ids is None else ids)
     return changed

@@ -2,14 +2,14 @@
 
 Listings filter and sort on the stored listing columns (``price_min``, ``is_in_stock``,
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
-key so the order is stable and a page never repeats or skips a product. A page is four queries at
-most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
+key so the order is stable and a page never repeats or skips a product. A page is three queries
+at most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
 set of filters by ``storefront_cache``; on PostgreSQL the planner's estimate first, which a
-large listing answers instead of counting: ``listing_count``), the page's products, and the
-page's variants with their stock status. The page's products are picked by an inner query that
-reads only the ordering index
-(``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their columns and first image are read
-for those 24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
+large listing answers instead of counting: ``listing_count``), and the page's products with
+their kept JSON (``documents``: built, once, for a product that has none kept). The page's
+products are picked by an inner query that reads only the ordering index
+(``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their kept JSON is read for those
+24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
 The category filter is part of those queries; it is looked up on its own only to tell an unknown
 category from an empty one.
 """
@@ -23,12 +23,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Avg, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
 
 from backoffice import cursors
-from backoffice.catalog import storefront_cache
-from backoffice.catalog.models import Category, Product, ProductImage, Variant
+from backoffice.catalog import documents, storefront_cache
+from backoffice.catalog.models import Category, Product, Variant
 from backoffice.inventory.selectors import with_variant_stock_grouped
 from backoffice.money import quantize
 
@@ -71,15 +71,6 @@ def category_by_path(path: str) -> Category:
     if category is None:
         raise CatalogQueryError(f"There is no category {path!r}.", "category")
     return category
-
-
-def _first_image() -> dict[str, Subquery]:
-    images = ProductImage.objects.filter(product=OuterRef("pk")).order_by("position", "id")
-    return {
-        "image_file": Subquery(images.values("image")[:1]),
-        "image_source_url": Subquery(images.values("source_url")[:1]),
-        "image_alt": Subquery(images.values("alt_text")[:1]),
-    }
 
 
 def _search(queryset: QuerySet[Product], text: str) -> QuerySet[Product]:
@@ -145,13 +136,13 @@ def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None 
 
 @dataclass(frozen=True)
 class ProductPage:
-    """``products``: one dict a product (``LISTING_PRODUCT_FIELDS``, ``image_file``,
-    ``image_source_url``, ``image_alt`` and ``variants``: dicts of ``LISTING_VARIANT_VALUES``).
+    """``products``: each product's summary as the API shows it, JSON text
+    (``documents``).
     ``count_exact``: False when ``count`` is the database's estimate (``listing_count``).
     ``next``: the cursor of the page after this one (``after``), None on the last page and for
     the orderings that have none (``KEYSET``)."""
 
-    products: list[dict]
+    products: list[str]
     count: int
     page: int
     page_size: int
@@ -241,22 +232,13 @@ def variants_for_listing() -> QuerySet[Variant]:
     ).order_by("position", "id")
 
 
-def _listing_rows(page_ids: QuerySet, order: tuple[str, ...], size: int) -> list[dict]:
-    """The page's products (up to ``size``; ``page_ids`` may hold one more, which is read
-    without its variants to tell whether a next page exists) and their variants as plain rows
-    (two queries): a listing shows values only, and building and prefetching model instances
-    was most of a page's time."""
-    products = list(
+def _listing_rows(page_ids: QuerySet, order: tuple[str, ...]) -> list[dict]:
+    """The page's products (``page_ids`` may hold one more than the page, read to tell whether
+    a next page exists): their sort keys and kept summary (``documents``), one query."""
+    return list(
         Product.objects.filter(pk__in=page_ids).order_by(*order)
-        .values(*LISTING_PRODUCT_FIELDS, "created_at", **_first_image())
+        .values("id", *KEYSET.values(), summary=F("storefront_answer__summary"))
     )
-    by_product: dict[int, list[dict]] = {row["id"]: [] for row in products[:size]}
-    for variant in (variants_for_listing().filter(product_id__in=list(by_product))
-                    .values(*LISTING_VARIANT_VALUES)):
-        by_product[variant["product_id"]].append(variant)
-    for row in products[:size]:
-        row["variants"] = by_product[row["id"]]
-    return products
 
 
 def product_page(
@@ -282,28 +264,24 @@ def product_page(
         # cursor starts the walk where the page starts: page 2,000 then costs what page 1 does.
         keys = (_after(queryset, ordering, after) if after else queryset).order_by(*order)
         begin = 0 if after else start
-        products = _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order,
-                                 page_size)
+        products = _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order)
     more = len(products) > page_size
     products = products[:page_size]
     following = (encode_cursor(ordering, products[-1])
                  if more and ordering in KEYSET else None)
-    return ProductPage(products=products, count=count, page=page, page_size=page_size,
-                       count_exact=exact, next=following)
-
-
-def product_detail(slug: str) -> Product | None:
-    """A published product with its category, variants (and stock status) and images."""
-    return (
-        published_products()
-        .select_related("category")
-        .prefetch_related(
-            Prefetch("variants", variants_for_listing(), to_attr="listing_variants"),
-            Prefetch("images", ProductImage.objects.order_by("position", "id")),
-        )
-        .filter(slug=slug)
-        .first()
+    return ProductPage(
+        products=documents.summaries([(row["id"], row["summary"]) for row in products]),
+        count=count, page=page, page_size=page_size, count_exact=exact, next=following,
     )
+
+
+def product_detail(slug: str) -> str | None:
+    """A published product as ``GET /products/{slug}`` shows it (its kept ``detail`` JSON:
+    category, breadcrumbs, variants with their stock status, images); None if there is none.
+    One query when it is kept."""
+    row = (published_products().filter(slug=slug)
+           .values_list("id", "storefront_answer__detail").first())
+    return None if row is None else documents.detail(*row)
 
 
 def breadcrumbs(category: Category | None) -> list[Category]:

@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from backoffice import permissions
 from backoffice.bulk import insert_rows, key_chunks
+from backoffice.catalog import documents
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
+from backoffice.inventory.selectors import StockStatus
 from backoffice.inventory.signals import stock_changed
 
 
@@ -323,6 +325,11 @@ def bulk_set_stock_levels(
     if refresh_listings:
         _refresh_listings({stock.variant_id for stock in to_update}
                           | {variant_id for variant_id, _, quantity in to_create if quantity})
+    else:
+        # The caller refreshes the listing columns (and so the kept answers) of the products
+        # it wrote, later; the answers kept of products whose existing rows changed go now, so
+        # that no reader meanwhile gets the old stock status from them.
+        documents.forget_variants(stock.variant_id for stock in to_update)
     return len(changes) + created
 
 
@@ -465,13 +472,32 @@ def lock_stock_rows(stock_ids) -> None:
     _locked_rows(pk__in=sorted(set(stock_ids)))
 
 
+def _statuses(rows: list[Stock]) -> dict[int, str]:
+    """Each variant's stock status over ``rows`` (all its rows), as
+    ``selectors.with_variant_stock`` says it for a variant sold from stock."""
+    totals: dict[int, list[int]] = {}
+    for stock in rows:
+        total = totals.setdefault(stock.variant_id, [0, 0])
+        total[0] += stock.quantity - stock.quantity_allocated
+        total[1] += stock.low_stock_threshold
+    return {
+        variant_id: (StockStatus.OUT if available <= 0
+                     else StockStatus.LOW if available <= threshold else StockStatus.IN_STOCK)
+        for variant_id, (available, threshold) in totals.items()
+    }
+
+
 def _write_changes(
     changes: list[tuple[Stock, int, int]], *, reason: str, actor: Actor, reference: str,
-    note: str = "",
+    note: str = "", every_row: list[Stock] | None = None,
 ) -> None:
-    """Save ``(stock, on-hand change, allocated change)`` on locked rows, with their ledger."""
+    """Save ``(stock, on-hand change, allocated change)`` on locked rows, with their ledger.
+    ``every_row``: all the stock rows of the variants changed (locked), when the caller has
+    them: the storefront's kept answers are then made stale only where a variant's status (in
+    stock, low, out) moved, rather than wherever stock changed."""
     if not changes:
         return
+    statuses = None if every_row is None else _statuses(every_row)
     before = {}
     now = timezone.now()
     for stock, quantity_change, allocated_change in changes:
@@ -492,8 +518,15 @@ def _write_changes(
     # A product's listing columns read its stock only as "some row has quantity > allocated":
     # they can change only where a row crossed zero (most changes do not, a sale of the last
     # unit or a delivery to an empty shelf does). Price columns do not read stock at all.
-    _refresh_listings({stock.variant_id for stock in rows
-                       if (before[stock.pk] > 0) != (stock.quantity > stock.quantity_allocated)})
+    crossed = {stock.variant_id for stock in rows
+               if (before[stock.pk] > 0) != (stock.quantity > stock.quantity_allocated)}
+    _refresh_listings(crossed)  # which makes their kept answers stale too
+    if statuses is None:
+        moved = {stock.variant_id for stock in rows}
+    else:
+        moved = {variant_id for variant_id, status in _statuses(every_row).items()
+                 if status != statuses[variant_id]}
+    documents.forget_variants(moved - crossed)
 
 
 def _pick(rows: list[Stock], variant_id: int, quantity: int) -> list[tuple[Stock, int]]:
@@ -555,7 +588,8 @@ def allocate(
         for stock, take in _pick(rows, variant_id, quantity):
             placements.append(Placement(stock.pk, variant_id, stock.warehouse_id, take))
             changes.append((stock, 0, take))
-    _write_changes(changes, reason=MovementReason.ALLOCATION, actor=actor, reference=reference)
+    _write_changes(changes, reason=MovementReason.ALLOCATION, actor=actor, reference=reference,
+                   every_row=rows)
     return placements
 
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
+from backoffice.catalog import documents
 from backoffice.catalog.models import Product
 from backoffice.reviews.models import ProductRating, Review
 
@@ -81,6 +82,7 @@ def _store(rating: ProductRating, *, count: int, total: int) -> None:
     Product.objects.filter(pk=product_id).update(
         rating_average=rating.average, rating_count=rating.count
     )
+    documents.forget([product_id])  # the storefront's kept answer shows the rating
 
 
 def _validate(rating: int) -> None:
