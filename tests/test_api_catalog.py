@@ -230,16 +230,25 @@ def test_listing_items_carry_variants_prices_and_availability(client, shop):
 ])
 def test_a_page_is_three_queries_whatever_the_filters(client, shop, query,
                                                       django_assert_max_num_queries):
-    """Three with the products' answers kept; the first view after a change builds those of
-    the page's products in eight more, whatever their number."""
+    """Three with the products' answers kept (a category's subtree or an exact-SKU lookup, the
+    count, the page; four with both, or with PostgreSQL's estimate and an exact count after
+    it); the first view after a change builds those of the page's products in eight more,
+    whatever their number."""
     for i in range(30):
         make(f"Filler {i}", shop["polo"].category, ["12.00", "13.00", "14.00"])
-    with cachalot_disabled(), django_assert_max_num_queries(3 + 8):
+    with cachalot_disabled(), django_assert_max_num_queries(4 + 8):
         first = client.get(f"/api/v1/products?{query}")
     assert first.status_code == 200
     with cachalot_disabled(), django_assert_max_num_queries(3):
         again = client.get(f"/api/v1/products?{query}&seen=1")  # not a response cache hit
     assert again.json() == first.json()
+
+
+def test_a_category_and_a_search_are_four_queries(client, shop, django_assert_max_num_queries):
+    client.get("/api/v1/products?category=clothing&q=polo")  # builds the answers
+    with cachalot_disabled(), django_assert_max_num_queries(4):
+        body = client.get("/api/v1/products?category=clothing&q=polo&seen=1").json()
+    assert [item["name"] for item in body["items"]] == ["Blue Polo"]
 
 
 @pytest.mark.parametrize("query", ["page=0", "page_size=101", "ordering=cheapest",

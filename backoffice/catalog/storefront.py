@@ -2,16 +2,15 @@
 
 Listings filter and sort on the stored listing columns (``price_min``, ``is_in_stock``,
 ``rating_average``) through indexes that match each ordering, with the primary key as the last
-key so the order is stable and a page never repeats or skips a product. A page is three queries
-at most, whatever the filters: an exact-SKU lookup (one-word searches only), the count (cached per
-set of filters by ``storefront_cache``; on PostgreSQL the planner's estimate first, which a
-large listing answers instead of counting: ``listing_count``), and the page's products with
-their kept JSON (``documents``: built, once, for a product that has none kept). The page's
-products are picked by an inner query that reads only the ordering index
-(``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their kept JSON is read for those
-24 rows only, so page 2,000 costs what page 1 does but for the index entries it skips.
-The category filter is part of those queries; it is looked up on its own only to tell an unknown
-category from an empty one.
+key so the order is stable and a page never repeats or skips a product. A page is four queries
+at most, whatever the filters: a category's subtree (``subtree_ids``), an exact-SKU lookup
+(one-word searches only), the count (cached per set of filters by ``storefront_cache``; on
+PostgreSQL the planner's estimate first, which a large listing answers instead of counting:
+``listing_count``), and the page's products with their kept JSON (``documents``: built, once,
+for a product that has none kept). The page's products are picked by an inner query that reads
+only the ordering index (``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their kept
+JSON is read for those 24 rows only, so page 2,000 costs what page 1 does but for the index
+entries it skips.
 """
 
 from __future__ import annotations
@@ -96,17 +95,28 @@ def _search(queryset: QuerySet[Product], text: str) -> QuerySet[Product]:
     )
 
 
+def subtree_ids(path: str) -> list[int]:
+    """The ids of a published category (by path) and of every category below it; raises
+    ``CatalogQueryError`` for an unknown one. One query."""
+    node = Category.objects.filter(path=path.strip("/"), is_active=True)
+    ids = list(Category.objects.filter(
+        tree_id=Subquery(node.values("tree_id")[:1]),
+        lft__gte=Subquery(node.values("lft")[:1]),
+        lft__lte=Subquery(node.values("rght")[:1]),
+    ).values_list("pk", flat=True))
+    if not ids:
+        raise CatalogQueryError(f"There is no category {path!r}.", "category")
+    return ids
+
+
 def filter_products(filters: ProductFilters, queryset: QuerySet[Product] | None = None):
     """Published products matching ``filters`` (one query for the category, if any)."""
     queryset = published_products() if queryset is None else queryset
     if filters.category:
-        # Uncorrelated subqueries on the unique path: evaluated once, inside the same query.
-        node = Category.objects.filter(path=filters.category.strip("/"), is_active=True)
-        queryset = queryset.filter(
-            category__tree_id=Subquery(node.values("tree_id")[:1]),
-            category__lft__gte=Subquery(node.values("lft")[:1]),
-            category__lft__lte=Subquery(node.values("rght")[:1]),
-        )
+        # The category ids as values, not a join on the tree: the planner then knows from its
+        # statistics how many products they hold (with the join it guessed 2,763 for 12,103),
+        # which picks its plans and the listing's estimated count (``listing_count``).
+        queryset = queryset.filter(category_id__in=subtree_ids(filters.category))
     if filters.brands:
         queryset = queryset.filter(brand__in=filters.brands)
     if filters.price_min is not None:
@@ -253,8 +263,6 @@ def product_page(
     queryset = filter_products(filters)
     count, exact = storefront_cache.cached_count(filters,
                                                  lambda: listing_count(filters, queryset))
-    if not count and filters.category:
-        category_by_path(filters.category)  # an empty page: say so if the category is unknown
     start = (page - 1) * page_size
     products: list[dict] = []
     if after or start < count:

@@ -166,7 +166,7 @@ def _pairs(values: list[str]) -> dict[str, str]:
 def products(request: HttpRequest, filters: Query[ProductQuery]):
     """Published products, filtered, ordered and paginated, with the total count.
 
-    Three queries at most, whatever the filters and the page (more the first time a product
+    Four queries at most, whatever the filters and the page (more the first time a product
     is shown after a change: its kept answer is built).
     """
     if filters.after and filters.page != 1:
