@@ -182,3 +182,21 @@ def test_a_build_never_keeps_what_a_write_made_stale_meanwhile(shop, monkeypatch
 def test_rebuild_all_keeps_every_product(shop):
     assert documents.rebuild_all() == Product.objects.count()
     assert not StorefrontAnswer.objects.filter(summary__isnull=True).exists()
+
+
+def test_a_category_renamed_by_a_taxonomy_import_makes_its_products_answers_stale(client):
+    import io
+
+    from backoffice.imports.services import import_catalog
+
+    def taxonomy(name):
+        data = f"# Google_Product_Taxonomy_Version: 2099-01-01\n1 - Garden\n2 - Garden > {name}\n"
+        import_catalog(stream=io.BytesIO(data.encode()), filename="taxonomy.txt",
+                       file_format="google-taxonomy")
+
+    taxonomy("Tools")
+    make("Rake", Category.objects.get(google_category_id=2), ["9.00"])
+    assert client.get("/api/v1/products/rake").json()["category"]["name"] == "Tools"
+    taxonomy("Hand Tools")
+    assert client.get("/api/v1/products/rake?n=1").json()["category"]["name"] == "Hand Tools"
+    Views(client).check()

@@ -235,4 +235,12 @@ class CategoryTree:
                 cursor.executemany(sql, moved)
         for key, node in self.nodes.items():
             node.tree = numbers[key]
+        if self.renamed:
+            # Breadcrumbs show the names: the kept answers of the products below a renamed
+            # category go (those of its whole tree: renames are rare).
+            from backoffice.catalog import documents
+            from backoffice.catalog.models import Product
+
+            trees = {numbers[key][0] for key in self.renamed}
+            documents.forget(Product.objects.filter(category__tree_id__in=trees).values("pk"))
         return len(self.new_keys)
