@@ -17,10 +17,10 @@ class CatalogConfig(AppConfig):
         # What else a product's kept storefront answer (``documents``) shows, changed one at a
         # time (admin, shell); bulk writes call ``documents.forget`` themselves.
         post_save.connect(_product_changed, sender=Product, dispatch_uid="documents-product")
-        for sender in (ProductImage, Stock):
-            for signal in (post_save, post_delete):
-                signal.connect(_part_changed, sender=sender,
-                               dispatch_uid=f"documents-{sender.__name__}-{signal is post_save}")
+        for signal, name in ((post_save, "save"), (post_delete, "delete")):
+            signal.connect(_image_changed, sender=ProductImage,
+                           dispatch_uid=f"documents-image-{name}")
+            signal.connect(_stock_row_changed, sender=Stock, dispatch_uid=f"documents-stock-{name}")
         post_save.connect(_category_changed, sender=Category, dispatch_uid="documents-category")
 
 
@@ -39,14 +39,18 @@ def _product_changed(sender, instance, created: bool = False, **kwargs) -> None:
         documents.forget([instance.pk])
 
 
-def _part_changed(sender, instance, **kwargs) -> None:
-    """An image, or a stock row (a threshold edited, a warehouse's rows deleted)."""
+def _image_changed(sender, instance, **kwargs) -> None:
     from backoffice.catalog import documents
 
-    if hasattr(instance, "product_id"):
-        documents.forget([instance.product_id])
-    else:
-        documents.forget_variants([instance.variant_id])
+    documents.forget([instance.product_id])
+
+
+def _stock_row_changed(sender, instance, **kwargs) -> None:
+    """A stock row saved or deleted one at a time (a threshold edited, a warehouse's rows
+    deleted): its variant's stock status may have moved."""
+    from backoffice.catalog import documents
+
+    documents.forget_variants([instance.variant_id])
 
 
 def _category_changed(sender, instance, created: bool = False, **kwargs) -> None:

@@ -26,9 +26,21 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet
 
 from backoffice.catalog.models import Category, Product, ProductImage, StorefrontAnswer, Variant
+from backoffice.inventory.selectors import with_variant_stock_grouped
 from backoffice.money import money_text
 
 CHUNK = 500  # products a build reads and writes at once
+
+# What the storefront shows of a product and of its variants: nothing else is read (costs,
+# barcodes, warehouse numbers stay in the database).
+PRODUCT_VALUES = (
+    "id", "name", "slug", "brand", "price_min", "price_max", "is_in_stock", "is_featured",
+    "rating_average", "rating_count", "description", "attributes", "tags", "category_id",
+    "seo_title", "seo_description",
+)
+VARIANT_VALUES = (
+    "product_id", "sku", "name", "option_values", "price", "compare_at_price", "stock_status",
+)
 
 
 def _money_or_none(amount: Decimal | None) -> str | None:
@@ -51,7 +63,7 @@ def image_url(file_name: str, source_url: str) -> str:
 
 
 def _variant(row: dict) -> dict:
-    """A variant row (``storefront.LISTING_VARIANT_VALUES``) as the API shows it."""
+    """A variant row (``VARIANT_VALUES``) as the API shows it."""
     percentage = discount(row["price"], row["compare_at_price"])
     return {
         "sku": row["sku"], "name": row["name"],
@@ -90,18 +102,11 @@ def _breadcrumbs(category_ids: set[int]) -> dict[int, list[dict]]:
 
 def _documents(ids: list[int]) -> dict[int, tuple[str, str]]:
     """``{product id: (summary JSON, detail JSON)}`` from the live rows (five queries)."""
-    from backoffice.catalog.storefront import (
-        LISTING_PRODUCT_FIELDS,
-        LISTING_VARIANT_VALUES,
-        variants_for_listing,
-    )
-
-    products = list(Product.objects.filter(pk__in=ids).values(
-        *LISTING_PRODUCT_FIELDS, "description", "attributes", "tags", "category_id",
-        "seo_title", "seo_description",
-    ))
+    products = list(Product.objects.filter(pk__in=ids).values(*PRODUCT_VALUES))
     variants: dict[int, list[dict]] = {row["id"]: [] for row in products}
-    for row in variants_for_listing().filter(product_id__in=ids).values(*LISTING_VARIANT_VALUES):
+    active = Variant.objects.filter(is_active=True, product_id__in=ids)
+    for row in (with_variant_stock_grouped(active).order_by("position", "id")
+                .values(*VARIANT_VALUES)):
         variants[row["product_id"]].append(_variant(row))
     images: dict[int, list[tuple[str, str, str]]] = {row["id"]: [] for row in products}
     for product_id, *image in (ProductImage.objects.filter(product_id__in=ids)

@@ -29,7 +29,6 @@ from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, Tuple
 from backoffice import cursors
 from backoffice.catalog import documents, storefront_cache
 from backoffice.catalog.models import Category, Product, Variant
-from backoffice.inventory.selectors import with_variant_stock_grouped
 from backoffice.money import quantize
 
 ORDERINGS = {
@@ -219,29 +218,6 @@ def listing_count(filters: ProductFilters, queryset: QuerySet) -> tuple[int, boo
     return queryset.count(), True
 
 
-# What the storefront shows of a product in a listing and of a variant anywhere: nothing else
-# is read (descriptions, costs, barcodes stay in the database).
-LISTING_PRODUCT_FIELDS = (
-    "id", "name", "slug", "brand", "price_min", "price_max", "is_in_stock", "is_featured",
-    "rating_average", "rating_count",
-)
-VARIANT_FIELDS = (
-    "id", "product", "sku", "name", "option_values", "price", "compare_at_price", "position",
-)
-
-
-# A variant as a listing row shows it.
-LISTING_VARIANT_VALUES = (
-    "product_id", "sku", "name", "option_values", "price", "compare_at_price", "stock_status",
-)
-
-
-def variants_for_listing() -> QuerySet[Variant]:
-    return with_variant_stock_grouped(
-        Variant.objects.filter(is_active=True).only(*VARIANT_FIELDS)
-    ).order_by("position", "id")
-
-
 def _listing_rows(page_ids: QuerySet, order: tuple[str, ...]) -> list[dict]:
     """The page's products (``page_ids`` may hold one more than the page, read to tell whether
     a next page exists): their sort keys and kept summary (``documents``), one query."""
@@ -255,7 +231,7 @@ def product_page(
     filters: ProductFilters, *, ordering: str = "newest", page: int = 1, page_size: int = 24,
     after: str = "",
 ) -> ProductPage:
-    """One page of a listing, with the total, as rows (see ``ProductPage``): page ``page``, or
+    """One page of a listing, with the total (see ``ProductPage``): page ``page``, or
     with ``after`` (a ``next`` cursor; ``KEYSET`` orderings only) the page after that row."""
     if after and ordering not in KEYSET:
         raise CatalogQueryError(f"The {ordering!r} ordering pages by number only (no cursor).",
@@ -268,8 +244,8 @@ def product_page(
     if after or start < count:
         order = ORDERINGS[ordering]
         # The inner query walks the ordering index only (the filters and the sort key are in
-        # it); OFFSET skips index entries, not rows with their image subqueries computed, and a
-        # cursor starts the walk where the page starts: page 2,000 then costs what page 1 does.
+        # it); OFFSET skips index entries, not rows with their kept JSON read, and a cursor
+        # starts the walk where the page starts: page 2,000 then costs what page 1 does.
         keys = (_after(queryset, ordering, after) if after else queryset).order_by(*order)
         begin = 0 if after else start
         products = _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order)
