@@ -372,6 +372,56 @@ def test_a_large_listing_answers_the_planners_estimate_and_says_so(client, shop)
         assert searched["count_exact"] is True and searched["count"] == 40
 
 
+@pytest.mark.postgres
+def test_a_large_listings_estimate_is_kept_until_a_product_or_category_is_written(client, shop):
+    """A listing answering the planner's estimate keeps it (``ListingEstimate``): its next page
+    is one query. Any statement writing products or categories (a save, a raw UPDATE: the
+    trigger sees them all) makes it stale, and the next page asks the planner again. Filters
+    of the customer's own values (a price here) keep nothing."""
+    from cachalot.api import cachalot_disabled
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    from backoffice.catalog import documents
+    from backoffice.catalog.models import ListingEstimate
+
+    for n in range(40):
+        make(f"Kikoi {n}", None, ["12.00"])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    documents.rebuild_all()  # every answer kept: the queries counted are the listing's
+
+    def page(query=""):
+        with CaptureQueriesContext(connection) as queries:
+            body = listing(client, query)
+        assert body["count_exact"] is False and 10 < body["count"] <= 60, body["count"]
+        return body, [q["sql"] for q in queries.captured_queries]
+
+    with override_settings(LISTING_EXACT_COUNT_UP_TO=10, STOREFRONT_CACHE_TIMEOUT=0), \
+            cachalot_disabled():
+        first, sql = page()
+        assert any(s.startswith("EXPLAIN") for s in sql)
+        kept = ListingEstimate.objects.get()
+        assert (kept.key, kept.estimate) == ('["", null, null]', first["count"])
+        again, sql = page("page=2")
+        assert len(sql) == 1 and again["count"] == first["count"], sql
+        assert len(again["items"]) == 19
+        for write in (
+            lambda: shop["polo"].save(),
+            lambda: Category.objects.get(slug="home").save(),
+            lambda: Product.objects.filter(slug="kikoi-1").update(name="Kikoi one"),
+        ):
+            write()
+            _, sql = page()
+            assert any(s.startswith("EXPLAIN") for s in sql), "stale after the write"
+            _, sql = page()
+            assert len(sql) == 1, sql
+        _, sql = page("min_price=1")
+        _, sql = page("min_price=1")
+        assert any(s.startswith("EXPLAIN") for s in sql), sql
+        assert ListingEstimate.objects.count() == 1
+
+
 @pytest.mark.parametrize("ordering", ["newest", "name", "rating"])
 def test_a_listing_walked_by_cursor_is_the_listing_walked_by_page(client, shop, ordering):
     """``next``/``after`` give the same products in the same order as page numbers, each once,
@@ -397,6 +447,54 @@ def test_a_listing_walked_by_cursor_is_the_listing_walked_by_page(client, shop, 
             break
         query = f"ordering={ordering}&page_size=4&after={body['next']}"
     assert by_cursor == by_page and len(by_page) == len(set(by_page)) == 12
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("ordering", ["newest", "name", "rating"])
+def test_deep_pages_by_number_from_kept_anchors_are_the_pages_by_offset(client, shop, ordering,
+                                                                         monkeypatch):
+    """A page asked by number past ``ANCHOR_EVERY`` products starts at the kept anchor before
+    it (a cursor) and skips only the rest: the same products as ``OFFSET`` from the start, ties
+    on the sort key included, and again after writes have moved products (anchors stale)."""
+    from cachalot.api import cachalot_disabled
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    from backoffice.catalog import storefront
+    from backoffice.catalog.models import ListingAnchors
+
+    monkeypatch.setattr(storefront, "ANCHOR_EVERY", 5)
+    for n in range(9):
+        kanga = make(f"Kanga {n}", None, ["12.00"])
+        Product.objects.filter(pk=kanga.pk).update(
+            name=f"Kanga {n % 3}", rating_average="4.00" if n % 3 == 1 else "0.00",
+            created_at=Product.objects.get(slug=f"kanga-{n - n % 3}").created_at)
+
+    def pages(size):
+        found, page = [], 1
+        while body := listing(client, f"ordering={ordering}&page_size={size}&page={page}"):
+            if not body["items"]:
+                return found
+            found.append([item["slug"] for item in body["items"]])
+            page += 1
+
+    def by_offset(size):
+        with monkeypatch.context() as patched:
+            patched.setattr(storefront, "listing_key", lambda filters: None)
+            return pages(size)
+
+    with override_settings(STOREFRONT_CACHE_TIMEOUT=0), cachalot_disabled():  # no answer kept
+        for write in (None, lambda: make("Aaa kikoi", None, ["1.00"]),
+                      lambda: Product.objects.filter(slug="kanga-4").update(name="Zulu")):
+            if write:
+                write()
+            for size in (4, 3):
+                assert pages(size) == by_offset(size)
+            with CaptureQueriesContext(connection) as queries:
+                listing(client, f"ordering={ordering}&page_size=4&page=3")
+            sql = [q["sql"] for q in queries.captured_queries]
+            assert any("LIMIT 5 OFFSET 3" in q for q in sql), "from the 5th product's anchor"
+    assert ListingAnchors.objects.filter(key__contains=ordering).count() == 1
 
 
 def test_a_bad_cursor_is_a_422_naming_it(client, shop):

@@ -297,14 +297,14 @@ def test_integrations_sync_orders_changed_since_a_time(client):
 
 def test_a_checkout_has_a_query_budget_and_answers_the_order_as_stored(client, shelf):
     """One guest checkout without a coupon of a cart that leaves stock on the shelf, cachalot
-    off (20): the cart by its token, the key not used before, the cart's lines with their
+    off (19): the cart by its token, the key not used before, the cart's lines with their
     variants priced before the lock, the active plugins and the shipping plugin's settings
-    (read once each), then in the transaction the cart locked, its lines with their variants
-    again, the stock rows locked (their warehouse's "default" read with them), the stock
-    written with its ledger (no listing refresh: no row went to zero), the order, its number,
-    its lines, allocations and event, the cart closed, the notifications decided (rules; staff
-    alert and its people; the superusers) and written. Nothing is read to answer: the answer
-    is the order as stored, as the guest's token reads it back."""
+    (read once each), then in the transaction the cart locked with its lines and their
+    variants (one query), the stock rows locked (their warehouse's "default" read with them),
+    the stock written with its ledger (no listing refresh: no row went to zero), the order,
+    its number, its lines, allocations and event, the cart closed, the notifications decided
+    (rules; staff alert and its people; the superusers) and written. Nothing is read to
+    answer: the answer is the order as stored, as the guest's token reads it back."""
     from cachalot.api import cachalot_disabled
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -315,7 +315,7 @@ def test_a_checkout_has_a_query_budget_and_answers_the_order_as_stored(client, s
     assert response.status_code == 201, response.json()
     statements = [q["sql"] for q in queries.captured_queries
                   if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
-    assert len(statements) == 20, "\n".join(s[:120] for s in statements)
+    assert len(statements) == 19, "\n".join(s[:120] for s in statements)
     assert not any(s.startswith('SELECT "inventory_warehouse"') for s in statements)
     placed = response.json()
     assert placed == client.get(f"/api/v1/orders/by-token/{placed['token']}").json()

@@ -4,7 +4,9 @@ transactions, through the API as storefronts call it.
 - 200 buyers racing for 50 units end with exactly 50 orders and none available; no deadlock, no
   500;
 - a coupon limited to one use is redeemed once;
-- two (ten) requests with the same Idempotency-Key make one order.
+- two (ten) requests with the same Idempotency-Key make one order;
+- ten checkouts of one cart, each with its own key, make one order: the cart is locked with its
+  lines in one query, and those that waited read it ordered.
 """
 
 from __future__ import annotations
@@ -114,3 +116,18 @@ def test_requests_with_the_same_key_make_one_order(hot_sku):
     assert len({body["number"] for _, body in results}) == 1
     assert Order.objects.count() == 1
     assert sum(Stock.objects.values_list("quantity_allocated", flat=True)) == 3
+
+
+def test_one_cart_checked_out_under_different_keys_makes_one_order(hot_sku):
+    token = _carts(1, quantity=3)[0]
+    results = _race([{"token": token} for _ in range(10)])
+    statuses = Counter(status for status, _ in results)
+    assert statuses[201] == 1, results
+    refused = [body for status, body in results if status != 201]
+    assert len(refused) == 9 and all(400 <= status < 500 for status, _ in results
+                                     if status != 201), results
+    # Those that waited for the lock read the cart as the first one committed it: ordered.
+    assert {body["code"] for body in refused} == {"cart_closed"}, refused
+    assert Order.objects.count() == 1
+    assert sum(Stock.objects.values_list("quantity_allocated", flat=True)) == 3
+    assert Allocation.objects.get().quantity == 3

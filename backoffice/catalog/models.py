@@ -197,6 +197,50 @@ class StorefrontAnswer(models.Model):
         return f"listing of product {self.product_id}"
 
 
+class ListingEstimate(models.Model):
+    """PostgreSQL's estimate of how many products a large listing holds (``storefront.
+    listing_count``), kept per set of filters so that a page of it is one query, not that
+    query and an ``EXPLAIN``. Kept only for filters of bounded values (a category, in stock,
+    featured: ``storefront.listing_key``), and only on PostgreSQL.
+
+    Every statement that writes products or categories draws the next value of the sequence
+    ``catalog_listing_writes`` (a trigger, migration 0010: whoever writes, raw SQL and
+    ``COPY`` included); an estimate is good while ``generation`` is the sequence's last value,
+    read in the same query as the page. The estimate is the planner's (its statistics), so
+    it is as fresh as they are."""
+
+    key = models.TextField(primary_key=True)
+    estimate = models.BigIntegerField()
+    generation = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("kept listing estimate")
+        verbose_name_plural = _("kept listing estimates")
+
+    def __str__(self) -> str:
+        return f"{self.key}: about {self.estimate}"
+
+
+class ListingAnchors(models.Model):
+    """Where every ``storefront.ANCHOR_EVERY``-th product of a large listing sits, in one
+    ordering: the cursors (``after``) of those products, one per line. A page asked by number
+    deep in the listing then starts its index walk at the anchor before it, as a cursor does,
+    instead of skipping every product before it (``OFFSET`` walked 47k-95k index entries for
+    the second half of 95k products). Kept for the same listings as ``ListingEstimate`` and
+    made stale the same way (``generation``), since any write may move a product's place."""
+
+    key = models.TextField(primary_key=True)
+    cursors = models.TextField()
+    generation = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("kept listing anchors")
+        verbose_name_plural = _("kept listing anchors")
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.cursors.count(chr(10)) + bool(self.cursors)} anchors"
+
+
 class ProductImage(models.Model):
     """An image of a product: an uploaded file, or a URL it was imported from."""
 

@@ -9,8 +9,15 @@ PostgreSQL the planner's estimate first, which a large listing answers instead o
 ``listing_count``), and the page's products with their kept JSON (``documents``: built, once,
 for a product that has none kept). The page's products are picked by an inner query that reads
 only the ordering index (``id IN (SELECT id ... ORDER BY ... LIMIT 24 OFFSET n)``); their kept
-JSON is read for those 24 rows only, so page 2,000 costs what page 1 does but for the index
-entries it skips.
+JSON is read for those 24 rows only.
+
+On PostgreSQL, a listing filtered by no more than its category, stock and featured flags
+(``listing_key``) also keeps its estimate (``ListingEstimate``, read in the page's own query: a
+page is then that one query, with a category two) and, for each cursor ordering, an anchor
+every ``ANCHOR_EVERY`` products (``ListingAnchors``): page 2,000 asked by number starts its
+index walk at the anchor before it, as a cursor does, instead of skipping 48k entries. Both are
+stale after any statement that writes products or categories (a trigger draws from a sequence;
+they are kept with the value it had before they were made), and are made again on the next read.
 """
 
 from __future__ import annotations
@@ -22,13 +29,21 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Exists, F, OrderBy, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTransform
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
+from django.db.models.functions import RowNumber
 
 from backoffice import cursors
 from backoffice.catalog import documents, storefront_cache
-from backoffice.catalog.models import Category, Product, Variant
+from backoffice.catalog.models import (
+    Category,
+    ListingAnchors,
+    ListingEstimate,
+    Product,
+    Variant,
+)
 from backoffice.money import quantize
 
 ORDERINGS = {
@@ -218,13 +233,71 @@ def listing_count(filters: ProductFilters, queryset: QuerySet) -> tuple[int, boo
     return queryset.count(), True
 
 
-def _listing_rows(page_ids: QuerySet, order: tuple[str, ...]) -> list[dict]:
+def listing_key(filters: ProductFilters) -> str | None:
+    """The key a listing's estimate and anchors are kept under (``ListingEstimate``,
+    ``ListingAnchors``), or None when they are not kept: on SQLite (which counts), and for
+    filters whose values are the customer's own (a search, brands, prices, options,
+    attributes), which would keep a row per value asked."""
+    if (connection.vendor != "postgresql" or not settings.LISTING_EXACT_COUNT_UP_TO
+            or filters.search or filters.brands or filters.options or filters.attributes
+            or filters.price_min is not None or filters.price_max is not None):
+        return None
+    return json.dumps([filters.category.strip("/"), filters.in_stock, filters.featured])
+
+
+_WRITES = "SELECT last_value FROM catalog_listing_writes"  # the sequence of migration 0010
+_KEPT = (f"SELECT estimate FROM {ListingEstimate._meta.db_table} "  # noqa: S608 - a model's table
+         f"WHERE key = %s AND generation = ({_WRITES})")
+
+
+def _keep_estimate(key: str, estimate: int, generation: int) -> None:
+    """Keep ``estimate`` as of ``generation`` (the sequence's value read before it was made:
+    a write since then has moved the sequence past it, so it is never taken for fresh)."""
+    ListingEstimate.objects.update_or_create(
+        key=key, defaults={"estimate": estimate, "generation": generation})
+
+
+ANCHOR_EVERY = 2000  # products between two anchors: a deep page skips fewer than this
+_ANCHORS = (f"SELECT ({_WRITES}), (SELECT cursors FROM {ListingAnchors._meta.db_table} "  # noqa: S608
+            f"WHERE key = %s AND generation = ({_WRITES}))")
+
+
+def _anchors(queryset: QuerySet, key: str, ordering: str) -> list[str]:
+    """The cursors of the listing's ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products
+    in ``ordering`` (``ListingAnchors``): read with the write sequence in one query, or, when
+    none are kept or they are stale, found by one walk of the ordering index (row numbers,
+    every ``ANCHOR_EVERY``-th kept) and kept as of the sequence's value read before it."""
+    key = json.dumps([key, ordering])
+    with connection.cursor() as cursor:
+        cursor.execute(_ANCHORS, [key])
+        generation, kept = cursor.fetchone()
+    if kept is not None:
+        return kept.split("\n") if kept else []
+    field = KEYSET[ordering]
+    numbered = queryset.annotate(
+        number=Window(RowNumber(), order_by=[OrderBy(F(name.lstrip("-")),
+                                                     descending=name.startswith("-"))
+                                             for name in ORDERINGS[ordering]]))
+    rows = (numbered.alias(place=F("number") % ANCHOR_EVERY).filter(place=0)
+            .order_by("number").values("id", field))
+    found = [encode_cursor(ordering, row) for row in rows]
+    ListingAnchors.objects.update_or_create(
+        key=key, defaults={"cursors": "\n".join(found), "generation": generation})
+    return found
+
+
+def _listing_rows(page_ids: QuerySet, order: tuple[str, ...], key: str | None = None,
+                  ) -> list[dict]:
     """The page's products (``page_ids`` may hold one more than the page, read to tell whether
-    a next page exists): their sort keys and kept summary (``documents``), one query."""
-    return list(
-        Product.objects.filter(pk__in=page_ids).order_by(*order)
-        .values("id", *KEYSET.values(), summary=F("storefront_answer__summary"))
-    )
+    a next page exists): their sort keys and kept summary (``documents``), one query. With
+    ``key``, each row also carries the listing's kept estimate (``kept``, None when there is
+    none or it is stale) and the write sequence's value (``writes``), read in the same query."""
+    rows = Product.objects.filter(pk__in=page_ids).order_by(*order)
+    fields = {"summary": F("storefront_answer__summary")}
+    if key is not None:
+        # Constant SQL; the key is a bound parameter. (A Subquery cost more to compile.)
+        fields.update(kept=RawSQL(_KEPT, [key]), writes=RawSQL(_WRITES, []))  # noqa: S611
+    return list(rows.values("id", *KEYSET.values(), **fields))
 
 
 def product_page(
@@ -232,30 +305,52 @@ def product_page(
     after: str = "",
 ) -> ProductPage:
     """One page of a listing, with the total (see ``ProductPage``): page ``page``, or
-    with ``after`` (a ``next`` cursor; ``KEYSET`` orderings only) the page after that row."""
+    with ``after`` (a ``next`` cursor; ``KEYSET`` orderings only) the page after that row.
+    A listing whose estimate is kept (``listing_key``) is one query (with the category's
+    subtree, two): the page and its kept estimate."""
     if after and ordering not in KEYSET:
         raise CatalogQueryError(f"The {ordering!r} ordering pages by number only (no cursor).",
                                 "after")
     queryset = filter_products(filters)
-    count, exact = storefront_cache.cached_count(filters,
-                                                 lambda: listing_count(filters, queryset))
+    key = listing_key(filters)
     start = (page - 1) * page_size
-    products: list[dict] = []
-    if after or start < count:
-        order = ORDERINGS[ordering]
+    order = ORDERINGS[ordering]
+
+    def rows() -> list[dict]:
         # The inner query walks the ordering index only (the filters and the sort key are in
         # it); OFFSET skips index entries, not rows with their kept JSON read, and a cursor
-        # starts the walk where the page starts: page 2,000 then costs what page 1 does.
-        keys = (_after(queryset, ordering, after) if after else queryset).order_by(*order)
-        begin = 0 if after else start
-        products = _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order)
+        # starts the walk where the page starts: page 2,000 then costs what page 1 does. A
+        # deep page asked by number starts at the kept anchor before it, as from a cursor.
+        begin, cursor = (0, after) if after else (start, "")
+        if not after and key is not None and ordering in KEYSET and start >= ANCHOR_EVERY:
+            anchors = _anchors(queryset, key, ordering)
+            passed = min(start // ANCHOR_EVERY, len(anchors))
+            if passed:
+                begin, cursor = start - passed * ANCHOR_EVERY, anchors[passed - 1]
+        keys = (_after(queryset, ordering, cursor) if cursor else queryset).order_by(*order)
+        return _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order, key)
+
+    def count() -> tuple[int, bool]:
+        return storefront_cache.cached_count(filters, lambda: listing_count(filters, queryset))
+
+    if key is None:
+        total, exact = count()
+        products = rows() if after or start < total else []
+    else:
+        products = rows()
+        if products and products[0]["kept"] is not None:
+            total, exact = products[0]["kept"], False
+        else:
+            total, exact = count()
+            if products and not exact:
+                _keep_estimate(key, total, products[0]["writes"])
     more = len(products) > page_size
     products = products[:page_size]
     following = (encode_cursor(ordering, products[-1])
                  if more and ordering in KEYSET else None)
     return ProductPage(
         products=documents.summaries([(row["id"], row["summary"]) for row in products]),
-        count=count, page=page, page_size=page_size, count_exact=exact, next=following,
+        count=total, page=page, page_size=page_size, count_exact=exact, next=following,
     )
 
 

@@ -102,6 +102,18 @@ def _cart_lines(cart: Cart) -> list[tuple[CartLine, Variant]]:
     return [(line, line.variant) for line in lines.order_by("variant_id")]
 
 
+def _locked_cart(cart: Cart) -> tuple[Cart, list[tuple[CartLine, Variant]]]:
+    """The cart row, locked, and its lines as they are now: one query (the lines joined to the
+    cart, which alone is locked: ``FOR UPDATE OF``). A racing checkout of the same cart waits
+    here and then reads the cart as that one committed it (PostgreSQL reads a locked row again
+    once its lock is released). A cart with no line is locked by itself."""
+    lines = list(CartLine.objects.filter(cart=cart).select_related("variant__product", "cart")
+                 .select_for_update(of=("cart",)).order_by("variant_id"))
+    if not lines:
+        return Cart.objects.select_for_update().get(pk=cart.pk), []
+    return lines[0].cart, [(line, line.variant) for line in lines]
+
+
 def _check_lines(lines: list[tuple[CartLine, Variant]]) -> None:
     if not lines:
         raise CheckoutError("The cart is empty.", "empty_cart")
@@ -309,13 +321,12 @@ def place_order(
 
 
 def _place(cart, request, *, user, email, key, payment_due, early: Quote, addresses, actor):
-    locked = Cart.objects.select_for_update().get(pk=cart.pk)
+    locked, lines = _locked_cart(cart)
     if locked.status != CartStatus.ACTIVE:
         existing = _replay(key, cart, user)
         if existing is not None:
             raise _Replayed(existing)
         raise CheckoutError("This cart has already been ordered.", "cart_closed")
-    lines = _cart_lines(locked)
     _check_lines(lines)
     # Untracked variants are sold without touching stock rows (nothing to lock or allocate).
     wanted = {variant.pk: line.quantity for line, variant in lines if variant.track_inventory}

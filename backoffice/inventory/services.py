@@ -22,7 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from backoffice import permissions
-from backoffice.bulk import insert_rows, key_chunks
+from backoffice.bulk import insert_rows, key_chunks, update_rows
 from backoffice.catalog import documents
 from backoffice.inventory.models import MovementReason, Stock, StockMovement, Warehouse
 from backoffice.inventory.selectors import StockStatus
@@ -281,9 +281,9 @@ def bulk_set_stock_levels(
                         stock.quantity_allocated))
         falling.append((stock, stock.quantity - stock.quantity_allocated))
         stock.quantity = wanted[key]
-        stock.updated_at = timezone.now()  # bulk_update does not apply auto_now
+        stock.updated_at = timezone.now()  # update_rows does not apply auto_now
         to_update.append(stock)
-    Stock.objects.bulk_update(to_update, ["quantity", "updated_at"], batch_size=1000)
+    update_rows(to_update, ["quantity", "updated_at"])
     # New rows and the ledger go in the fastest way the backend has (an import writes 100k).
     # PostgreSQL: after the updated rows' movements, in one statement (``_insert_with_ledger``).
     set_based = connection.vendor == "postgresql"
@@ -506,7 +506,7 @@ def _write_changes(
         stock.quantity_allocated += allocated_change
         stock.updated_at = now
     rows = list({stock.pk: stock for stock, _, _ in changes}.values())
-    Stock.objects.bulk_update(rows, ["quantity", "quantity_allocated", "updated_at"])
+    update_rows(rows, ["quantity", "quantity_allocated", "updated_at"])
     StockMovement.objects.bulk_create([
         _movement(stock, reason=reason, quantity_change=quantity_change,
                   allocated_change=allocated_change, actor=actor, reference=reference, note=note)
