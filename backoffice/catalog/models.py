@@ -222,15 +222,16 @@ class ListingEstimate(models.Model):
 
 
 class ListingAnchors(models.Model):
-    """Where every ``storefront.ANCHOR_EVERY``-th product of a large listing sits, in one
-    ordering: the cursors (``after``) of those products, one per line. A page asked by number
-    deep in the listing then starts its index walk at the anchor before it, as a cursor does,
-    instead of skipping every product before it (``OFFSET`` walked 47k-95k index entries for
-    the second half of 95k products). Kept for the same listings as ``ListingEstimate`` and
-    made stale the same way (``generation``), since any write may move a product's place."""
+    """Which products stand every ``storefront.ANCHOR_EVERY`` places in a large listing, in
+    one ordering: their ids, a JSON list (the ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th...).
+    A page asked by number deep in the listing then starts its index walk just after the
+    anchor before it, as a cursor does, instead of skipping every product before it
+    (``OFFSET`` walked 47k-95k index entries for the second half of 95k products); the anchor
+    is read in the page's own query. Kept for the same listings as ``ListingEstimate`` and made
+    stale the same way (``generation``), since any write may move a product's place."""
 
     key = models.TextField(primary_key=True)
-    cursors = models.TextField()
+    product_ids = models.TextField()
     generation = models.BigIntegerField()
 
     class Meta:
@@ -238,7 +239,7 @@ class ListingAnchors(models.Model):
         verbose_name_plural = _("kept listing anchors")
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.cursors.count(chr(10)) + bool(self.cursors)} anchors"
+        return f"anchors of {self.key}"
 
 
 class ProductImage(models.Model):

@@ -199,11 +199,16 @@ def _after(queryset: QuerySet, ordering: str, cursor: str) -> QuerySet:
     except (ValueError, TypeError, KeyError, ArithmeticError):
         raise CatalogQueryError("This cursor is not one this listing gave (with this ordering); "
                                 "start again from page 1.", "after") from None
-    forward = ORDERINGS[ordering][0] == field  # ascending
-    # One row comparison, ``(name, id) > (%s, %s)``: the database starts the ordering index's
-    # walk at the cursor. (Django's composite-key lookups, stable within the pinned 5.2; built
-    # from ``filter(...)`` keywords the same condition cost a page 1 ms more of Python.)
-    beyond = TupleGreaterThan if forward else TupleLessThan
+    return _beyond(queryset, ordering, value, pk)
+
+
+def _beyond(queryset: QuerySet, ordering: str, value, pk) -> QuerySet:
+    """``queryset`` narrowed to the rows after ``(value, pk)`` (values or expressions) in
+    ``ordering``: one row comparison, ``(name, id) > (%s, %s)``, where the database starts the
+    ordering index's walk. (Django's composite-key lookups, stable within the pinned 5.2; built
+    from ``filter(...)`` keywords the same condition cost a page 1 ms more of Python.)"""
+    field = KEYSET[ordering]
+    beyond = TupleGreaterThan if ORDERINGS[ordering][0] == field else TupleLessThan
     return queryset.filter(beyond(Tuple(F(field), F("id")), (value, pk)))
 
 
@@ -258,32 +263,44 @@ def _keep_estimate(key: str, estimate: int, generation: int) -> None:
 
 
 ANCHOR_EVERY = 2000  # products between two anchors: a deep page skips fewer than this
-_ANCHORS = (f"SELECT ({_WRITES}), (SELECT cursors FROM {ListingAnchors._meta.db_table} "  # noqa: S608
-            f"WHERE key = %s AND generation = ({_WRITES}))")
+_ANCHOR_ID = (f"((SELECT product_ids FROM {ListingAnchors._meta.db_table} "  # noqa: S608
+              f"WHERE key = %s AND generation = ({_WRITES}))::jsonb ->> %s)::bigint")
+_ANCHORS_KEPT = (f"SELECT ({_WRITES}), EXISTS (SELECT 1 FROM "  # noqa: S608
+                 f"{ListingAnchors._meta.db_table} WHERE key = %s AND generation = ({_WRITES}))")
 
 
-def _anchors(queryset: QuerySet, key: str, ordering: str) -> list[str]:
-    """The cursors of the listing's ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products
-    in ``ordering`` (``ListingAnchors``): read with the write sequence in one query, or, when
-    none are kept or they are stale, found by one walk of the ordering index (row numbers,
-    every ``ANCHOR_EVERY``-th kept) and kept as of the sequence's value read before it."""
-    key = json.dumps([key, ordering])
+def _from_anchor(queryset: QuerySet, ordering: str, key: str, number: int) -> QuerySet:
+    """``queryset`` narrowed to the products after its ``number``-th kept anchor (from 0), in
+    ``ordering``, read in the same query: the anchor's id from the kept list, its sort key
+    from its row. With no such anchor kept (none, stale, or past the listing's end) the
+    comparison is with NULL and the query finds nothing."""
+    params = [key, number]
+    column = Product._meta.get_field(KEYSET[ordering]).column
+    # Constant SQL (names from the models); the key and the number are bound parameters.
+    value = RawSQL(f"SELECT {column} FROM {Product._meta.db_table} "  # noqa: S608, S611
+                   f"WHERE id = {_ANCHOR_ID}", params)
+    return _beyond(queryset, ordering, value, RawSQL(_ANCHOR_ID, params))  # noqa: S611
+
+
+def _keep_anchors(queryset: QuerySet, key: str, ordering: str) -> bool:
+    """Find and keep the listing's anchors in ``ordering`` (``ListingAnchors``: the ids of its
+    ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products), by one walk of the ordering
+    index (row numbers, every ``ANCHOR_EVERY``-th kept), unless those kept are fresh. Returns
+    whether it kept new ones. They are kept as of the write sequence's value read first."""
     with connection.cursor() as cursor:
-        cursor.execute(_ANCHORS, [key])
-        generation, kept = cursor.fetchone()
-    if kept is not None:
-        return kept.split("\n") if kept else []
-    field = KEYSET[ordering]
+        cursor.execute(_ANCHORS_KEPT, [key])
+        generation, fresh = cursor.fetchone()
+    if fresh:
+        return False
     numbered = queryset.annotate(
         number=Window(RowNumber(), order_by=[OrderBy(F(name.lstrip("-")),
                                                      descending=name.startswith("-"))
                                              for name in ORDERINGS[ordering]]))
-    rows = (numbered.alias(place=F("number") % ANCHOR_EVERY).filter(place=0)
-            .order_by("number").values("id", field))
-    found = [encode_cursor(ordering, row) for row in rows]
+    ids = (numbered.alias(place=F("number") % ANCHOR_EVERY).filter(place=0)
+           .order_by("number").values_list("id", flat=True))
     ListingAnchors.objects.update_or_create(
-        key=key, defaults={"cursors": "\n".join(found), "generation": generation})
-    return found
+        key=key, defaults={"product_ids": json.dumps(list(ids)), "generation": generation})
+    return True
 
 
 def _listing_rows(page_ids: QuerySet, order: tuple[str, ...], key: str | None = None,
@@ -321,14 +338,23 @@ def product_page(
         # it); OFFSET skips index entries, not rows with their kept JSON read, and a cursor
         # starts the walk where the page starts: page 2,000 then costs what page 1 does. A
         # deep page asked by number starts at the kept anchor before it, as from a cursor.
-        begin, cursor = (0, after) if after else (start, "")
-        if not after and key is not None and ordering in KEYSET and start >= ANCHOR_EVERY:
-            anchors = _anchors(queryset, key, ordering)
-            passed = min(start // ANCHOR_EVERY, len(anchors))
-            if passed:
-                begin, cursor = start - passed * ANCHOR_EVERY, anchors[passed - 1]
-        keys = (_after(queryset, ordering, cursor) if cursor else queryset).order_by(*order)
-        return _listing_rows(keys.values("pk")[begin:begin + page_size + 1], order, key)
+        if after:
+            return page_of(_after(queryset, ordering, after), 0)
+        if key is None or ordering not in KEYSET or start < ANCHOR_EVERY:
+            return page_of(queryset, start)
+        akey = json.dumps([key, ordering])
+        passed = start // ANCHOR_EVERY
+        while True:
+            found = page_of(_from_anchor(queryset, ordering, akey, passed - 1),
+                            start - passed * ANCHOR_EVERY)
+            # Nothing found: the anchor was missing or stale (kept again, then asked again),
+            # or the page is past the listing's end (the kept anchors are fresh).
+            if found or not _keep_anchors(queryset, akey, ordering):
+                return found
+
+    def page_of(keys: QuerySet, begin: int) -> list[dict]:
+        keys = keys.order_by(*order).values("pk")[begin:begin + page_size + 1]
+        return _listing_rows(keys, order, key)
 
     def count() -> tuple[int, bool]:
         return storefront_cache.cached_count(filters, lambda: listing_count(filters, queryset))

@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
             name='ListingAnchors',
             fields=[
                 ('key', models.TextField(primary_key=True, serialize=False)),
-                ('cursors', models.TextField()),
+                ('product_ids', models.TextField()),
                 ('generation', models.BigIntegerField()),
             ],
             options={
