@@ -16,9 +16,12 @@ The verdicts are on the **database path**: every answer is built from the databa
 - Ours is served with the response cache off (``STOREFRONT_CACHE_TIMEOUT=0``, which also stops
   caching listing counts: every page counts, or asks the planner for a listing above
   ``LISTING_EXACT_COUNT_UP_TO``) and the query cache off
-  (``CACHALOT_ENABLED=0``). The DRF baseline (``benchmarks/drf_baseline``: nested
-  ModelSerializers, PageNumberPagination, DjangoFilterBackend + OrderingFilter, no prefetching)
-  is served with cachalot off too.
+  (``CACHALOT_ENABLED=0``). What the database keeps, the shop keeps too: a large listing's
+  estimate and deep-page anchors (``ListingEstimate``, ``ListingAnchors``: stale after any
+  write to products or categories, made again on the next read), like the kept answers.
+  The DRF baseline (``benchmarks/drf_baseline``: nested ModelSerializers,
+  PageNumberPagination, DjangoFilterBackend + OrderingFilter, no prefetching) is served with
+  cachalot off too.
 - No URL is asked twice: each wrk run walks a list of URLs (a Lua script, one URL per request,
   from its own starting point) and tags every URL with the run, so neither a warm-up nor an
   earlier round nor the other server's run ever asks a URL again. Scenarios: page 1 (made unique
