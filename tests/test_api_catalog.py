@@ -497,6 +497,37 @@ def test_deep_pages_by_number_from_kept_anchors_are_the_pages_by_offset(client, 
     assert ListingAnchors.objects.filter(key__contains=ordering).count() == 1
 
 
+@pytest.mark.postgres
+def test_a_deep_page_whose_anchors_writes_keep_moving_is_read_by_offset(client, shop,
+                                                                       monkeypatch):
+    """Anchors made stale again by a write each time they are kept: after two tries the page
+    is read by ``OFFSET``, right all the same."""
+    from cachalot.api import cachalot_disabled
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    from backoffice.catalog import storefront
+
+    monkeypatch.setattr(storefront, "ANCHOR_EVERY", 5)
+    for n in range(9):
+        make(f"Kanga {n}", None, ["12.00"])
+    keep = storefront._keep_anchors
+
+    def keep_then_write(*args):
+        kept = keep(*args)
+        Product.objects.filter(slug="kanga-0").update(brand="Moved")  # the sequence moves
+        return kept
+
+    monkeypatch.setattr(storefront, "_keep_anchors", keep_then_write)
+    with override_settings(STOREFRONT_CACHE_TIMEOUT=0), cachalot_disabled():
+        with CaptureQueriesContext(connection) as queries:
+            page = listing(client, "page_size=4&page=3")
+        expected = [p.slug for p in Product.objects.filter(is_active=True)
+                    .order_by("-created_at", "-id")[8:12]]
+    assert [item["slug"] for item in page["items"]] == expected
+    assert any("LIMIT 5 OFFSET 8" in q["sql"] for q in queries.captured_queries)
+
+
 def test_a_bad_cursor_is_a_422_naming_it(client, shop):
     first = listing(client, "page_size=1")
     assert first["next"]

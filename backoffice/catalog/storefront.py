@@ -344,13 +344,14 @@ def product_page(
             return page_of(queryset, start)
         akey = json.dumps([key, ordering])
         passed = start // ANCHOR_EVERY
-        while True:
+        for _attempt in range(2):
             found = page_of(_from_anchor(queryset, ordering, akey, passed - 1),
                             start - passed * ANCHOR_EVERY)
             # Nothing found: the anchor was missing or stale (kept again, then asked again),
             # or the page is past the listing's end (the kept anchors are fresh).
             if found or not _keep_anchors(queryset, akey, ordering):
                 return found
+        return page_of(queryset, start)  # writes moved the anchors again meanwhile: OFFSET
 
     def page_of(keys: QuerySet, begin: int) -> list[dict]:
         keys = keys.order_by(*order).values("pk")[begin:begin + page_size + 1]
