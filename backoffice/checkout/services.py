@@ -29,6 +29,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -96,10 +97,15 @@ def _address(data: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(data.get(name) or "").strip() for name in ADDRESS_FIELDS}
 
 
+def _lines(cart: Cart) -> QuerySet[CartLine]:
+    """The cart's lines with their variants and products, in variant order."""
+    return (CartLine.objects.filter(cart=cart).select_related("variant__product")
+            .order_by("variant_id"))
+
+
 def _cart_lines(cart: Cart) -> list[tuple[CartLine, Variant]]:
     """The cart's lines with their variants and products, as they are now: one query."""
-    lines = CartLine.objects.filter(cart=cart).select_related("variant__product")
-    return [(line, line.variant) for line in lines.order_by("variant_id")]
+    return [(line, line.variant) for line in _lines(cart)]
 
 
 def _locked_cart(cart: Cart) -> tuple[Cart, list[tuple[CartLine, Variant]]]:
@@ -107,8 +113,7 @@ def _locked_cart(cart: Cart) -> tuple[Cart, list[tuple[CartLine, Variant]]]:
     cart, which alone is locked: ``FOR UPDATE OF``). A racing checkout of the same cart waits
     here and then reads the cart as that one committed it (PostgreSQL reads a locked row again
     once its lock is released). A cart with no line is locked by itself."""
-    lines = list(CartLine.objects.filter(cart=cart).select_related("variant__product", "cart")
-                 .select_for_update(of=("cart",)).order_by("variant_id"))
+    lines = list(_lines(cart).select_related("cart").select_for_update(of=("cart",)))
     if not lines:
         return Cart.objects.select_for_update().get(pk=cart.pk), []
     return lines[0].cart, [(line, line.variant) for line in lines]
