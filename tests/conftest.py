@@ -23,6 +23,9 @@ def _redis_reachable(url: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from backoffice.catalog import storefront
+
+    storefront._anchors.clear()  # the deep-page anchors this process holds
     for each in caches.all(initialized_only=False):
         each.clear()
     yield

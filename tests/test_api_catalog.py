@@ -498,6 +498,62 @@ def test_deep_pages_by_number_from_kept_anchors_are_the_pages_by_offset(client, 
 
 
 @pytest.mark.postgres
+def test_a_process_reads_the_anchors_again_only_after_a_write(client, shop, monkeypatch):
+    """The anchors a process holds serve its deep pages without reading the kept ones (the
+    page's own query tells whether a write came since); after a write they are read again."""
+    from cachalot.api import cachalot_disabled
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    from backoffice.catalog import storefront
+
+    monkeypatch.setattr(storefront, "ANCHOR_EVERY", 5)
+    for n in range(12):
+        make(f"Kanga {n}", None, ["12.00"])
+
+    def anchors_read(query):
+        with CaptureQueriesContext(connection) as queries:
+            body = listing(client, query)
+        return body, any("catalog_listinganchors" in q["sql"] and "jsonb_array_elements" in q["sql"]
+                         for q in queries.captured_queries)
+
+    with override_settings(STOREFRONT_CACHE_TIMEOUT=0), cachalot_disabled():
+        first, read = anchors_read("page_size=4&page=3")
+        assert read
+        again, read = anchors_read("page_size=4&page=3")
+        assert not read and again["items"] == first["items"]
+        assert anchors_read("page_size=4&page=4")[1] is False
+        Product.objects.filter(slug="kanga-0").update(brand="Moved")
+        after, read = anchors_read("page_size=4&page=3")
+        assert read and after["items"] == first["items"]
+
+
+@pytest.mark.postgres
+def test_anchors_kept_with_another_step_are_not_read(client, shop, monkeypatch):
+    """A release with another ``ANCHOR_EVERY`` finds the anchors the last one kept still fresh:
+    read with the new step, the 2nd anchor of 5 would be taken for the 2nd of 3. They are kept
+    under their step, so the new one keeps its own and its pages are the pages by ``OFFSET``."""
+    from cachalot.api import cachalot_disabled
+    from django.test.utils import override_settings
+
+    from backoffice.catalog import storefront
+
+    for n in range(14):
+        make(f"Kanga {n}", None, ["12.00"])
+
+    def page(number):
+        return [item["slug"] for item in
+                listing(client, f"ordering=name&page_size=2&page={number}")["items"]]
+
+    expected = [p.slug for p in Product.objects.filter(is_active=True).order_by("name", "id")]
+    with override_settings(STOREFRONT_CACHE_TIMEOUT=0), cachalot_disabled():
+        for step in (5, 3):
+            monkeypatch.setattr(storefront, "ANCHOR_EVERY", step)
+            assert [page(n) for n in (4, 5, 6)] == [expected[6:8], expected[8:10],
+                                                    expected[10:12]], step
+
+
+@pytest.mark.postgres
 def test_a_deep_page_whose_anchors_writes_keep_moving_is_read_by_offset(client, shop,
                                                                        monkeypatch):
     """Anchors made stale again by a write each time they are kept: after two tries the page
@@ -514,9 +570,8 @@ def test_a_deep_page_whose_anchors_writes_keep_moving_is_read_by_offset(client, 
     keep = storefront._keep_anchors
 
     def keep_then_write(*args):
-        kept = keep(*args)
+        keep(*args)
         Product.objects.filter(slug="kanga-0").update(brand="Moved")  # the sequence moves
-        return kept
 
     monkeypatch.setattr(storefront, "_keep_anchors", keep_then_write)
     with override_settings(STOREFRONT_CACHE_TIMEOUT=0), cachalot_disabled():

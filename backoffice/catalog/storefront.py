@@ -18,6 +18,9 @@ every ``ANCHOR_EVERY`` products (``ListingAnchors``): page 2,000 asked by number
 index walk at the anchor before it, as a cursor does, instead of skipping 48k entries. Both are
 stale after any statement that writes products or categories (a trigger draws from a sequence;
 they are kept with the value it had before they were made), and are made again on the next read.
+Each process holds the anchors it has read, with their sort keys (``_anchors``): a deep page is
+then the query of a cursor page, whose rows carry the sequence's value, so a page read from
+anchors made stale by a write is seen as such and read again from fresh ones.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Exists, F, OrderBy, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Expression, RawSQL
+from django.db.models.fields import BooleanField
 from django.db.models.fields.json import KeyTransform
-from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.db.models.functions import RowNumber
 
 from backoffice import cursors
@@ -202,14 +205,40 @@ def _after(queryset: QuerySet, ordering: str, cursor: str) -> QuerySet:
     return _beyond(queryset, ordering, value, pk)
 
 
+class _Beyond(Expression):
+    """The rows after ``row`` in ``ordering``: ``(sort key, id) > row`` (``<`` for a descending
+    ordering), one row comparison, where the database starts the ordering index's walk.
+    ``row`` is SQL for one row of two values, ``(%s, %s)`` or a subquery, with its params.
+    (Django's composite-key lookups compile the same comparison with 0.2 ms more of Python a
+    page; built from ``filter(...)`` keywords it cost 1 ms more.)"""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, ordering: str, row: str, params: list) -> None:
+        super().__init__()
+        field = KEYSET[ordering]
+        self.columns = [F(field), F("id")]
+        self.operator = ">" if ORDERINGS[ordering][0] == field else "<"
+        self.row, self.params = row, params
+
+    def get_source_expressions(self) -> list:
+        return self.columns
+
+    def set_source_expressions(self, expressions: list) -> None:
+        self.columns = expressions
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        (key, key_params), (pk, pk_params) = (compiler.compile(c) for c in self.columns)
+        return (f"({key}, {pk}) {self.operator} {self.row}",
+                [*key_params, *pk_params, *self.params])
+
+
 def _beyond(queryset: QuerySet, ordering: str, value, pk) -> QuerySet:
-    """``queryset`` narrowed to the rows after ``(value, pk)`` (values or expressions) in
-    ``ordering``: one row comparison, ``(name, id) > (%s, %s)``, where the database starts the
-    ordering index's walk. (Django's composite-key lookups, stable within the pinned 5.2; built
-    from ``filter(...)`` keywords the same condition cost a page 1 ms more of Python.)"""
-    field = KEYSET[ordering]
-    beyond = TupleGreaterThan if ORDERINGS[ordering][0] == field else TupleLessThan
-    return queryset.filter(beyond(Tuple(F(field), F("id")), (value, pk)))
+    """``queryset`` narrowed to the rows after ``(value, pk)`` in ``ordering`` (``_Beyond``);
+    the value goes to the database as its field sends it (SQLite keeps times as UTC text)."""
+    value = Product._meta.get_field(KEYSET[ordering]).get_db_prep_value(value, connection)
+    return queryset.filter(_Beyond(ordering, "(%s, %s)", [value, pk]))
 
 
 def _planned_rows(queryset: QuerySet) -> int:
@@ -262,36 +291,51 @@ def _keep_estimate(key: str, estimate: int, generation: int) -> None:
         key=key, defaults={"estimate": estimate, "generation": generation})
 
 
-ANCHOR_EVERY = 2000  # products between two anchors: a deep page skips fewer than this
-_ANCHOR_ID = (f"((SELECT product_ids FROM {ListingAnchors._meta.db_table} "  # noqa: S608
-              f"WHERE key = %s AND generation = ({_WRITES}))::jsonb ->> %s)::bigint")
+ANCHOR_EVERY = 500  # products between two anchors: a deep page skips fewer than this
 _ANCHORS_KEPT = (f"SELECT ({_WRITES}), EXISTS (SELECT 1 FROM "  # noqa: S608
                  f"{ListingAnchors._meta.db_table} WHERE key = %s AND generation = ({_WRITES}))")
 
 
-def _from_anchor(queryset: QuerySet, ordering: str, key: str, number: int) -> QuerySet:
-    """``queryset`` narrowed to the products after its ``number``-th kept anchor (from 0), in
-    ``ordering``, read in the same query: the anchor's id from the kept list, its sort key
-    from its row. With no such anchor kept (none, stale, or past the listing's end) the
-    comparison is with NULL and the query finds nothing."""
-    params = [key, number]
+# The kept anchors' ids and sort keys, in order, if fresh; with how many ids were kept (an id
+# without its product would shift the rest: the anchors are then taken for stale).
+_ANCHOR_ROWS = (  # names from the models; the key is a bound parameter
+    "SELECT a.generation, jsonb_array_length(a.product_ids::jsonb), p.id, p.{column} "  # noqa: S608
+    f"FROM {ListingAnchors._meta.db_table} a CROSS JOIN LATERAL "
+    "jsonb_array_elements_text(a.product_ids::jsonb) WITH ORDINALITY AS e (id, n) "
+    f"JOIN {Product._meta.db_table} p ON p.id = e.id::bigint "
+    f"WHERE a.key = %s AND a.generation = ({_WRITES}) ORDER BY e.n")
+# This process's copy of the anchors it has used: key -> (generation, [(sort key, id)]). A page
+# read from one checks in its own query that the write sequence is still at that generation.
+_anchors: dict[str, tuple[int, list[tuple]]] = {}
+ANCHORS_HELD = 500  # listings x orderings a process holds anchors of; then it starts again
+
+
+def _anchors_of(queryset: QuerySet, key: str, ordering: str) -> tuple[int, list[tuple]]:
+    """The listing's anchors, fresh: those kept (``_keep_anchors`` finds them again if they
+    are stale), read with their sort keys and held by this process (``_anchors``)."""
+    _keep_anchors(queryset, key, ordering)
     column = Product._meta.get_field(KEYSET[ordering]).column
-    # Constant SQL (names from the models); the key and the number are bound parameters.
-    value = RawSQL(f"SELECT {column} FROM {Product._meta.db_table} "  # noqa: S608, S611
-                   f"WHERE id = {_ANCHOR_ID}", params)
-    return _beyond(queryset, ordering, value, RawSQL(_ANCHOR_ID, params))  # noqa: S611
+    with connection.cursor() as cursor:
+        cursor.execute(_ANCHOR_ROWS.format(column=column), [key])
+        rows = cursor.fetchall()
+    if not rows or rows[0][1] != len(rows):
+        return (-1, [])  # made stale meanwhile (or none): no page is taken from these
+    if len(_anchors) >= ANCHORS_HELD:
+        _anchors.clear()
+    _anchors[key] = found = (rows[0][0], [(value, pk) for _, _, pk, value in rows])
+    return found
 
 
-def _keep_anchors(queryset: QuerySet, key: str, ordering: str) -> bool:
+def _keep_anchors(queryset: QuerySet, key: str, ordering: str) -> None:
     """Find and keep the listing's anchors in ``ordering`` (``ListingAnchors``: the ids of its
     ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products), by one walk of the ordering
-    index (row numbers, every ``ANCHOR_EVERY``-th kept), unless those kept are fresh. Returns
-    whether it kept new ones. They are kept as of the write sequence's value read first."""
+    index (row numbers, every ``ANCHOR_EVERY``-th kept), unless those kept are fresh. They are
+    kept as of the write sequence's value read first."""
     with connection.cursor() as cursor:
         cursor.execute(_ANCHORS_KEPT, [key])
         generation, fresh = cursor.fetchone()
     if fresh:
-        return False
+        return
     numbered = queryset.annotate(
         number=Window(RowNumber(), order_by=[OrderBy(F(name.lstrip("-")),
                                                      descending=name.startswith("-"))
@@ -300,7 +344,6 @@ def _keep_anchors(queryset: QuerySet, key: str, ordering: str) -> bool:
            .order_by("number").values_list("id", flat=True))
     ListingAnchors.objects.update_or_create(
         key=key, defaults={"product_ids": json.dumps(list(ids)), "generation": generation})
-    return True
 
 
 def _listing_rows(page_ids: QuerySet, order: tuple[str, ...], key: str | None = None,
@@ -342,15 +385,23 @@ def product_page(
             return page_of(_after(queryset, ordering, after), 0)
         if key is None or ordering not in KEYSET or start < ANCHOR_EVERY:
             return page_of(queryset, start)
-        akey = json.dumps([key, ordering])
+        akey = json.dumps([key, ordering, ANCHOR_EVERY])  # another step: other anchors
         passed = start // ANCHOR_EVERY
-        for _attempt in range(2):
-            found = page_of(_from_anchor(queryset, ordering, akey, passed - 1),
+        kept = _anchors.get(akey)
+        for attempt in range(2):
+            if kept is None or attempt:
+                kept = _anchors_of(queryset, akey, ordering)
+            generation, anchors = kept
+            if passed > len(anchors):
+                if attempt and generation >= 0:
+                    return []  # fresh anchors: the listing ends before this page
+                continue
+            found = page_of(_beyond(queryset, ordering, *anchors[passed - 1]),
                             start - passed * ANCHOR_EVERY)
-            # Nothing found: the anchor was missing or stale (kept again, then asked again),
-            # or the page is past the listing's end (the kept anchors are fresh).
-            if found or not _keep_anchors(queryset, akey, ordering):
-                return found
+            if found and found[0]["writes"] == generation:
+                return found  # the write sequence, read in the page's query, has not moved
+            if not found and attempt and generation >= 0:
+                return []  # nothing after fresh anchors: past the listing's end
         return page_of(queryset, start)  # writes moved the anchors again meanwhile: OFFSET
 
     def page_of(keys: QuerySet, begin: int) -> list[dict]:

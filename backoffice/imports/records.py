@@ -118,6 +118,8 @@ def parse_bool(text: str) -> bool:
 
 def parse_int(text: str, *, what: str = "number") -> int:
     raw = text.strip()
+    if raw.isascii() and raw.isdigit():  # most cells: no Decimal needed
+        return int(raw)
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -141,6 +143,8 @@ def parse_weight_grams(text: str, unit: str = "g") -> int:
     factor = WEIGHT_UNITS_IN_GRAMS.get(unit.strip().lower())
     if factor is None:
         raise ValueError(f"unknown weight unit {unit!r} (use g, kg, lb or oz)")
+    if factor == 1 and raw.isascii() and raw.isdigit():  # whole grams: no Decimal needed
+        return int(raw)
     try:
         value = Decimal(raw)
     except InvalidOperation:

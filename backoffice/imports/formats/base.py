@@ -28,6 +28,7 @@ class ProductFormat:
         self.problems = problems
         self.warehouse_code = warehouse_code
         self.money_places = currency_exponent()
+        self._money: dict[str, Decimal] = {}
         self.index = {}
         for position, name in enumerate(header):
             self.index.setdefault(name, position)
@@ -65,7 +66,12 @@ class ProductFormat:
             return None
 
     def money(self, text: str) -> Decimal:
-        return parse_money(text, self.money_places)
+        """``parse_money`` once per distinct text: a file repeats its prices (a size run, a range
+        at one price), and a Decimal can be shared. A text refused raises each time."""
+        value = self._money.get(text)
+        if value is None:
+            value = self._money[text] = parse_money(text, self.money_places)
+        return value
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> list[ProductRecord]:
         raise NotImplementedError
