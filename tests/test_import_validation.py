@@ -126,6 +126,20 @@ def test_prices_with_trailing_zeros_are_fine_and_money_stays_decimal():
     assert str(variant.price) == "10.50" and str(variant.compare_at_price) == "12.00"
 
 
+def test_a_price_repeated_on_many_rows_is_checked_on_each():
+    """Each distinct money text is parsed once a file: a bad one is still an error on every row
+    that has it, and the good ones are the same price on every row."""
+    rows = [native_row(sku=f"TEE-{n}", variant_name=str(n), option1_value=str(n),
+                       price="12,50" if n in (1, 3) else "9.90")
+            for n in range(4)]
+    assert errors(run(native_csv(rows))) == [(3, "price"), (5, "price")]
+    for row in rows:
+        row["price"] = "9.90"
+    assert run(native_csv(rows)).errors == []
+    assert {str(price) for price in Variant.objects.values_list("price", flat=True)} == {"9.90"}
+    assert Variant.objects.count() == 4
+
+
 def test_a_sku_that_belongs_to_another_product_is_refused():
     run(native_csv(TWO_GOOD))
     other = native_row(handle="other-tee", name="Other", sku="TEE-M")
