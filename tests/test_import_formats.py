@@ -111,6 +111,27 @@ def test_a_changed_price_updates_the_variant_and_not_a_duplicate():
     assert Variant.objects.count() == 7
 
 
+def test_a_changed_product_row_updates_its_text_lists_category_and_variant_options():
+    """Changed products and variants are written with one ``UPDATE ... FROM (VALUES ...)``:
+    text, JSON lists and objects, the category and money each arrive as they should."""
+    run("shopify_products.csv", "shopify")
+    data = (DATA / "shopify_products.csv").read_bytes()
+    data = data.replace(b"linen-shirt,Linen Shirt,", b"linen-shirt,Linen Shirt II,")
+    data = data.replace(b'"linen, summer"', b'"linen, sale"')
+    data = data.replace(b"> Clothing > Shirts & Tops", b"> Clothing > Sale")
+    data = data.replace(b",Olive,,M,,,LIN-OLV-M,", b",Olive,,XL,,,LIN-OLV-M,")
+    result = run(data, "shopify")
+    assert result.errors == []
+    assert result.counts["products"]["updated"] == 1
+    shirt = Product.objects.get(slug="linen-shirt")
+    assert (shirt.name, shirt.tags, shirt.category.name) == ("Linen Shirt II", ["linen", "sale"],
+                                                             "Sale")
+    olive = Variant.objects.get(sku="LIN-OLV-M")
+    assert (olive.option_values, olive.name, olive.price) == (
+        {"Colour": "Olive", "Size": "XL"}, "Olive / XL", Decimal("45.00"))
+    assert run(data, "shopify").total("updated") == 0
+
+
 def test_shopify_rows_need_a_sku():
     data = (DATA / "shopify_products.csv").read_bytes().replace(b",LIN-OLV-M,", b",,")
     result = run(data, "shopify")

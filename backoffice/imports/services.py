@@ -8,8 +8,9 @@ writes nothing; otherwise everything is written in one transaction, in bulk:
   images and extra categories; the category tree and the warehouses in one query each), never
   per row;
 - new categories are planned in memory and written once per tree level, then one tree rebuild;
-- products, variants and images are written with ``bulk_create``/``bulk_update`` in batches of
-  1000; stock goes through ``bulk_set_stock_levels`` so every change has a movement ("import").
+- new products, variants and images are written with ``COPY`` (``bulk.insert_rows``), changed
+  ones with one ``UPDATE ... FROM (VALUES ...)`` per 1000 rows (``bulk.update_rows``); stock goes
+  through ``bulk_set_stock_levels`` so every change has a movement ("import").
 
 Re-importing a file is idempotent: products are matched by handle (their slug), variants by SKU,
 and a row that would change nothing counts as unchanged. Variants and images a file does not
@@ -37,7 +38,7 @@ from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from backoffice.bulk import chunked, insert_rows, key_chunks
+from backoffice.bulk import chunked, insert_rows, key_chunks, update_rows
 from backoffice.caching import query_cache_disabled
 from backoffice.catalog.models import (
     Category,
@@ -696,10 +697,7 @@ class ProductImport:
             fields |= changed
         fields -= {"extra categories", "images"}
         if updates:
-            Product.objects.bulk_update(
-                updates, [*sorted(fields), "updated_at", "imported_at", "import_reference"],
-                batch_size=BATCH,
-            )
+            update_rows(updates, [*sorted(fields), "updated_at", "imported_at", "import_reference"])
         through = Product.extra_categories.through
         changed_ids = [self.product_ids[key] for key in self.extras]
         for chunk in chunked(changed_ids):
@@ -780,7 +778,7 @@ class ProductImport:
             updates.append(variant)
             fields |= changed
         if updates:
-            Variant.objects.bulk_update(updates, [*sorted(fields), "updated_at"], batch_size=BATCH)
+            update_rows(updates, [*sorted(fields), "updated_at"])
 
     def _write_stock(self) -> None:
         levels = [
