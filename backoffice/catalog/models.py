@@ -226,9 +226,10 @@ class ListingAnchors(models.Model):
     one ordering: their ids, a JSON list (the ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th...).
     A page asked by number deep in the listing then starts its index walk just after the
     anchor before it, as a cursor does, instead of skipping every product before it
-    (``OFFSET`` walked 47k-95k index entries for the second half of 95k products); the anchor
-    is read in the page's own query. Kept for the same listings as ``ListingEstimate`` and made
-    stale the same way (``generation``), since any write may move a product's place."""
+    (``OFFSET`` walked 47k-95k index entries for the second half of 95k products). Each
+    server process reads them once with their sort keys and holds them (``storefront._anchors``)
+    until a write. Kept for the same listings as ``ListingEstimate`` and made stale the same way
+    (``generation``), since any write may move a product's place."""
 
     key = models.TextField(primary_key=True)
     product_ids = models.TextField()

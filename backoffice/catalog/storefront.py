@@ -290,10 +290,6 @@ def _keep_estimate(key: str, estimate: int, generation: int) -> None:
 
 
 ANCHOR_EVERY = 500  # products between two anchors: a deep page skips fewer than this
-_ANCHORS_KEPT = (f"SELECT ({_WRITES}), EXISTS (SELECT 1 FROM "  # noqa: S608
-                 f"{ListingAnchors._meta.db_table} WHERE key = %s AND generation = ({_WRITES}))")
-
-
 # The kept anchors' ids and sort keys, in order, if fresh; with how many ids were kept (an id
 # without its product would shift the rest: the anchors are then taken for stale).
 _ANCHOR_ROWS = (  # names from the models; the key is a bound parameter
@@ -309,31 +305,32 @@ ANCHORS_HELD = 500  # listings x orderings a process holds anchors of; then it s
 
 
 def _anchors_of(queryset: QuerySet, key: str, ordering: str) -> tuple[int, list[tuple]]:
-    """The listing's anchors, fresh: those kept (``_keep_anchors`` finds them again if they
-    are stale), read with their sort keys and held by this process (``_anchors``)."""
-    _keep_anchors(queryset, key, ordering)
+    """The listing's anchors, fresh, with their sort keys, held by this process (``_anchors``):
+    those kept if fresh (one query), else found and kept again (``_keep_anchors``) and read.
+    ``(-1, [])`` when writes keep making them stale: no page is taken from these."""
     column = Product._meta.get_field(KEYSET[ordering]).column
-    with connection.cursor() as cursor:
-        cursor.execute(_ANCHOR_ROWS.format(column=column), [key])
-        rows = cursor.fetchall()
-    if not rows or rows[0][1] != len(rows):
-        return (-1, [])  # made stale meanwhile (or none): no page is taken from these
-    if len(_anchors) >= ANCHORS_HELD:
-        _anchors.clear()
-    _anchors[key] = found = (rows[0][0], [(value, pk) for _, _, pk, value in rows])
-    return found
+    for attempt in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(_ANCHOR_ROWS.format(column=column), [key])
+            rows = cursor.fetchall()
+        if rows and rows[0][1] == len(rows):
+            if len(_anchors) >= ANCHORS_HELD:
+                _anchors.clear()
+            _anchors[key] = found = (rows[0][0], [(value, pk) for _, _, pk, value in rows])
+            return found
+        if not attempt:
+            _keep_anchors(queryset, key, ordering)
+    return (-1, [])
 
 
 def _keep_anchors(queryset: QuerySet, key: str, ordering: str) -> None:
     """Find and keep the listing's anchors in ``ordering`` (``ListingAnchors``: the ids of its
-    ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products), by one walk of the ordering
-    index (row numbers, every ``ANCHOR_EVERY``-th kept), unless those kept are fresh. They are
-    kept as of the write sequence's value read first."""
+    ``ANCHOR_EVERY``-th, 2 x ``ANCHOR_EVERY``-th... products) by one walk of the ordering
+    index (row numbers, every ``ANCHOR_EVERY``-th kept), as of the write sequence's value read
+    first: a write meanwhile has moved it past them."""
     with connection.cursor() as cursor:
-        cursor.execute(_ANCHORS_KEPT, [key])
-        generation, fresh = cursor.fetchone()
-    if fresh:
-        return
+        cursor.execute(_WRITES)
+        generation = cursor.fetchone()[0]
     numbered = queryset.annotate(
         number=Window(RowNumber(), order_by=[OrderBy(F(name.lstrip("-")),
                                                      descending=name.startswith("-"))
